@@ -1,0 +1,187 @@
+//! Wiring: builds every part from a [`Config`], binds the listener, and runs until stopped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Auth, AuthError};
+use crate::broker::LocalBroker;
+use crate::config::Config;
+use crate::demo::Blog;
+use crate::hub::Hub;
+use crate::notifier::Notifier;
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::telemetry::Metrics;
+
+/// How long shutdown waits for live sessions to finish their last writes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the app could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The database could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The auth configuration is unusable.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The listen address could not be bound or served.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database URL names an unsupported backend.
+    #[error("unsupported database_url `{0}`: use sqlite://PATH")]
+    UnsupportedDatabase(String),
+}
+
+/// The shared handles every request handler and session gets. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Effective configuration.
+    pub config: Arc<Config>,
+    /// The source of truth.
+    pub store: Arc<dyn Store>,
+    /// This node's live connections.
+    pub hub: Arc<Hub>,
+    /// Store-then-publish.
+    pub notifier: Arc<Notifier>,
+    /// Credential checks.
+    pub auth: Arc<Auth>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down; sessions close with 4010.
+    pub shutdown: CancellationToken,
+    /// Tracks live sessions so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// The demo blog, when running `belfry demo`.
+    pub demo: Option<Arc<Blog>>,
+}
+
+/// A built server: listener bound, parts wired, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Opens the store, wires the parts and binds `config.listen` (port 0 picks a free port).
+    /// `shutdown` stops the server when cancelled.
+    pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, AppError> {
+        Self::build_with(config, shutdown, false).await
+    }
+
+    /// Like [`App::build`], with the demo blog mounted at `/` when `demo` is true.
+    pub async fn build_with(
+        config: Config,
+        shutdown: CancellationToken,
+        demo: bool,
+    ) -> Result<Self, AppError> {
+        let metrics = Arc::new(Metrics::new());
+        let store = open_store(&config).await?;
+        let hub = Arc::new(Hub::new(
+            config.ws.outbox_frames,
+            config.ws.max_connections_per_user,
+            Arc::clone(&metrics),
+        ));
+        let broker = Arc::new(LocalBroker::new(Arc::clone(&hub)));
+        let notifier = Arc::new(Notifier::new(
+            Arc::clone(&store),
+            broker,
+            Arc::clone(&metrics),
+        ));
+        let auth = Arc::new(Auth::new(&config.auth)?);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AppError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let demo = if demo {
+            let addr = listener.local_addr().map_err(|source| AppError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+            Some(Arc::new(Blog::new(addr, config.first_api_key().map(str::to_owned))))
+        } else {
+            None
+        };
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            hub,
+            notifier,
+            auth,
+            metrics,
+            shutdown,
+            tasks: TaskTracker::new(),
+            demo,
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The wired parts (tests use them to look inside).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the shutdown token is cancelled, then: stops accepting, tells live clients
+    /// to reconnect (4010), finishes in-flight requests, waits for sessions, and flushes the
+    /// store. Everything acknowledged before shutdown is durable.
+    pub async fn run_until_stopped(self) -> Result<(), AppError> {
+        let Self { listener, state } = self;
+        let addr = listener.local_addr().unwrap_or(state.config.listen);
+        let router = crate::http::router(state.clone());
+        let stop = state.shutdown.clone();
+        tracing::info!(%addr, "belfry listening");
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+        state.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = state.tasks.len(),
+                "sessions still running after the drain timeout"
+            );
+        }
+        state.store.close().await;
+        tracing::info!("belfry stopped");
+        served.map_err(|source| AppError::Listen { addr, source })
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+    let url = &config.database_url;
+    if url.starts_with("sqlite:") {
+        let window = Duration::from_secs(config.limits.idempotency_window_secs);
+        let store = SqliteStore::open(url, &config.store, window).await?;
+        Ok(Arc::new(store))
+    } else {
+        Err(AppError::UnsupportedDatabase(url.clone()))
+    }
+}

@@ -1,0 +1,30 @@
+//! The in-process broker: a single node delivers straight into its own hub.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Broker, BrokerError};
+use crate::hub::Hub;
+use crate::model::UserId;
+use crate::protocol::Event;
+
+/// Single-node fan-out: publishing is delivering to this node's hub.
+pub struct LocalBroker {
+    hub: Arc<Hub>,
+}
+
+impl LocalBroker {
+    /// A broker that delivers to `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait]
+impl Broker for LocalBroker {
+    async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError> {
+        self.hub.deliver(user, &event);
+        Ok(())
+    }
+}

@@ -1,0 +1,419 @@
+//! Belfry's configuration: one typed tree, layered defaults < TOML file < `BELFRY_*` environment
+//! < command-line flags. Every field states its unit and default; `belfry print-config` shows the
+//! effective values (secrets redacted). `docs/config.md` lists them all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value had the wrong type or an unknown key was given.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// A value is well-typed but unusable.
+    #[error("invalid configuration: {0}")]
+    Unusable(String),
+    /// The generated development secrets could not be read or written.
+    #[error("cannot use the development secrets file {path}: {source}")]
+    Secrets {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Where notifications are stored. `sqlite://PATH` (created and migrated on first start;
+    /// WAL mode). Default `sqlite://belfry-data/belfry.db`.
+    pub database_url: String,
+    /// Credentials.
+    pub auth: AuthConfig,
+    /// Live connections (WebSocket and SSE).
+    pub ws: WsConfig,
+    /// Long-poll.
+    pub poll: PollConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Store tuning.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://belfry-data/belfry.db".into(),
+            auth: AuthConfig::default(),
+            ws: WsConfig::default(),
+            poll: PollConfig::default(),
+            limits: LimitsConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Credentials for the backend API (API keys) and for users (JWT).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Keys accepted by the backend API (`Authorization: Bearer <key>`). When neither this nor
+    /// a JWT key is configured, Belfry generates development secrets on first start and keeps
+    /// them in `secrets_file`. Default: none.
+    #[serde(serialize_with = "redact_list")]
+    pub api_keys: Vec<SecretString>,
+    /// Shared secret for HS256 user tokens. Default: none.
+    #[serde(serialize_with = "redact_opt")]
+    pub jwt_secret: Option<SecretString>,
+    /// PEM public key (RSA for RS256, EC P-256 for ES256) for user tokens, inline text or a path
+    /// to a file. Default: none.
+    pub jwt_public_key: Option<String>,
+    /// URL of a JWKS document (RS256/ES256 keys by `kid`), cached and refreshed when a token
+    /// names an unknown `kid` (at most once per `jwks_min_refresh_secs`). Default: none.
+    pub jwks_url: Option<String>,
+    /// Minimum seconds between two JWKS fetches. Default 30.
+    pub jwks_min_refresh_secs: u64,
+    /// Required `aud` claim, when set. Default: not checked.
+    pub audience: Option<String>,
+    /// Required `iss` claim, when set. Default: not checked.
+    pub issuer: Option<String>,
+    /// Clock skew allowed on `exp`/`nbf`, in seconds. Default 30.
+    pub leeway_secs: u64,
+    /// Where generated development secrets are kept. Default `belfry-data/secrets.toml`.
+    pub secrets_file: PathBuf,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwks_url: None,
+            jwks_min_refresh_secs: 30,
+            audience: None,
+            issuer: None,
+            leeway_secs: 30,
+            secrets_file: PathBuf::from("belfry-data/secrets.toml"),
+        }
+    }
+}
+
+impl AuthConfig {
+    fn has_credentials(&self) -> bool {
+        !self.api_keys.is_empty()
+            || self.jwt_secret.is_some()
+            || self.jwt_public_key.is_some()
+            || self.jwks_url.is_some()
+    }
+}
+
+/// Live connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// Server ping interval, in seconds; a connection silent for two intervals is closed (4009).
+    /// Default 25.
+    pub heartbeat_interval_secs: u64,
+    /// Time allowed for the `auth` frame when no token is in the URL, in seconds. Default 10.
+    pub auth_timeout_secs: u64,
+    /// Outgoing frames queued per connection before it is closed as slow (4008). Default 256.
+    pub outbox_frames: usize,
+    /// Largest client frame accepted, in bytes; larger closes with 1009. Default 65536.
+    pub max_frame_bytes: usize,
+    /// Live connections one user may hold on this node (4429 beyond). Default 100.
+    pub max_connections_per_user: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_secs: 25,
+            auth_timeout_secs: 10,
+            outbox_frames: 256,
+            max_frame_bytes: 64 * 1024,
+            max_connections_per_user: 100,
+        }
+    }
+}
+
+/// Long-poll settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollConfig {
+    /// Wait used when the request gives no `timeout`, in seconds. Default 25.
+    pub default_timeout_secs: u64,
+    /// Longest wait a request may ask for, in seconds. Default 55.
+    pub max_timeout_secs: u64,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self {
+            default_timeout_secs: 25,
+            max_timeout_secs: 55,
+        }
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest `data` object, serialised, in bytes. Default 16384.
+    pub max_data_bytes: usize,
+    /// Most recipients in one request (a batch counts all its items). Default 1000.
+    pub max_recipients: usize,
+    /// Largest HTTP request body, in bytes. Default 4194304 (4 MiB).
+    pub max_body_bytes: usize,
+    /// Most ids in one read/archive request or frame. Default 1000.
+    pub max_ids_per_request: usize,
+    /// How long an idempotency key is remembered, in seconds. Default 86400.
+    pub idempotency_window_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_data_bytes: 16 * 1024,
+            max_recipients: 1000,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_ids_per_request: 1000,
+            idempotency_window_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Store tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Most notifications written in one group-commit transaction. Default 2048.
+    pub group_commit_max_rows: usize,
+    /// SQLite `synchronous` pragma: `full` (every commit reaches the disk; default) or
+    /// `normal` (faster; a power cut may lose the last commits, a process crash does not).
+    pub sqlite_synchronous: String,
+    /// Connections in the read pool. Default 4.
+    pub read_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            group_commit_max_rows: 2048,
+            sqlite_synchronous: "full".into(),
+            read_connections: 4,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info,belfry=debug`. Default `info`.
+    pub filter: String,
+    /// `text` or `json`. Default `text`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+fn redact_list<S: serde::Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|_| "[redacted]"))
+}
+
+fn redact_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Development secrets generated on first start when none are configured.
+#[derive(Debug, Serialize, Deserialize)]
+struct DevSecrets {
+    api_keys: Vec<String>,
+    jwt_secret: String,
+}
+
+impl Config {
+    /// Loads defaults < `file` (when given) < `BELFRY_*` environment < `overrides`.
+    ///
+    /// Nested keys use `__` in the environment: `BELFRY_WS__OUTBOX_FRAMES=64`.
+    pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("BELFRY_").split("__"))
+            .merge(overrides);
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.ws.heartbeat_interval_secs == 0 {
+            return Err(ConfigError::Unusable(
+                "ws.heartbeat_interval_secs must be at least 1".into(),
+            ));
+        }
+        if self.ws.outbox_frames == 0 {
+            return Err(ConfigError::Unusable(
+                "ws.outbox_frames must be at least 1".into(),
+            ));
+        }
+        if !matches!(self.store.sqlite_synchronous.as_str(), "full" | "normal") {
+            return Err(ConfigError::Unusable(
+                "store.sqlite_synchronous must be `full` or `normal`".into(),
+            ));
+        }
+        if self.auth.jwks_url.is_some() && self.auth.jwt_public_key.is_some() {
+            return Err(ConfigError::Unusable(
+                "set auth.jwt_public_key or auth.jwks_url, not both".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// When no credentials are configured, loads (or creates, mode 0600) the development
+    /// secrets file so that `serve`, `token` and `notify` agree on the same secrets.
+    /// Returns true when development secrets are in use.
+    pub fn ensure_dev_secrets(&mut self) -> Result<bool, ConfigError> {
+        if self.auth.has_credentials() {
+            return Ok(false);
+        }
+        let path = self.auth.secrets_file.clone();
+        let err = |source| ConfigError::Secrets {
+            path: path.clone(),
+            source,
+        };
+        let secrets = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<DevSecrets>(&text)
+                .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secrets = DevSecrets {
+                    api_keys: vec![format!("bk_{}", random_hex(24))],
+                    jwt_secret: random_hex(32),
+                };
+                write_private(&path, &secrets).map_err(err)?;
+                secrets
+            }
+            Err(e) => return Err(err(e)),
+        };
+        self.auth.api_keys = secrets
+            .api_keys
+            .into_iter()
+            .map(SecretString::from)
+            .collect();
+        self.auth.jwt_secret = Some(SecretString::from(secrets.jwt_secret));
+        Ok(true)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The first configured API key, for the CLI's `notify` command.
+    pub fn first_api_key(&self) -> Option<&str> {
+        self.auth.api_keys.first().map(|k| k.expose_secret())
+    }
+}
+
+fn write_private(path: &Path, secrets: &DevSecrets) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = toml::to_string(secrets).map_err(std::io::Error::other)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(b"# Development secrets generated by Belfry. Configure auth.* for production.\n")?;
+    file.write_all(text.as_bytes())
+}
+
+/// `bytes` random bytes as hex, from the OS generator (via UUIDv4, which uses `getrandom`).
+pub fn random_hex(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_print_without_secrets() {
+        let mut config = Config::default();
+        config.auth.jwt_secret = Some(SecretString::from("hunter2"));
+        config.validate().unwrap();
+        let text = config.to_redacted_toml();
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains("[redacted]"));
+    }
+
+    #[test]
+    fn flags_override_file_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("belfry.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[ws]\noutbox_frames = 8\n").unwrap();
+        let flags = Figment::new().merge(("listen", "127.0.0.1:9001"));
+        let config = Config::load(Some(&file), flags).unwrap();
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.ws.outbox_frames, 8);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("belfry.toml");
+        std::fs::write(&file, "[ws]\noutbox_frame = 8\n").unwrap();
+        assert!(Config::load(Some(&file), Figment::new()).is_err());
+    }
+
+    #[test]
+    fn dev_secrets_are_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Config::default();
+        a.auth.secrets_file = dir.path().join("s/secrets.toml");
+        assert!(a.ensure_dev_secrets().unwrap());
+        let mut b = Config::default();
+        b.auth.secrets_file = a.auth.secrets_file.clone();
+        b.ensure_dev_secrets().unwrap();
+        assert_eq!(a.first_api_key(), b.first_api_key());
+    }
+}

@@ -1,0 +1,184 @@
+//! The one place where errors become HTTP responses. Every error body is
+//! `{"error":{"code","message","fields"?}}`; internal details are logged, never returned.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::protocol::ErrorCode;
+use crate::store::StoreError;
+use crate::transport::OpenError;
+use crate::transport::poll::PollError;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// The error object of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Machine-readable code (see docs/protocol.md).
+    #[schema(value_type = String)]
+    code: ErrorCode,
+    /// Human-readable explanation.
+    message: String,
+    /// Per-field problems, for `validation`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    fields: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    /// An error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// A 422 naming the fields at fault.
+    pub fn validation(fields: BTreeMap<String, String>) -> Self {
+        let message = match fields.iter().next() {
+            Some((field, problem)) if fields.len() == 1 => format!("{field}: {problem}"),
+            _ => format!("{} fields are invalid", fields.len()),
+        };
+        Self {
+            code: ErrorCode::Validation,
+            message,
+            fields,
+        }
+    }
+
+    /// 404.
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "not found")
+    }
+
+    fn status_code(&self) -> StatusCode {
+        match self.code {
+            ErrorCode::BadRequest | ErrorCode::BadFrame => StatusCode::BAD_REQUEST,
+            ErrorCode::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                fields: self.fields,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::IdempotencyConflict(key) => Self::new(
+                ErrorCode::Conflict,
+                format!("idempotency_key `{key}` was already used for a different request"),
+            ),
+            StoreError::Unavailable(_) | StoreError::Closed => {
+                tracing::warn!(error = %e, "store unavailable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; nothing was stored",
+                )
+            }
+            StoreError::Corrupt(_) | StoreError::Migrate(_) => {
+                tracing::error!(error = %e, "store failure");
+                Self::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Config(_) => {
+                tracing::error!(error = %e, "auth misconfigured");
+                Self::new(ErrorCode::Internal, "internal error")
+            }
+            other => Self::new(ErrorCode::Unauthorized, other.to_string()),
+        }
+    }
+}
+
+impl From<OpenError> for ApiError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Register(r) => Self::new(ErrorCode::RateLimited, r.to_string()),
+            OpenError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<PollError> for ApiError {
+    fn from(e: PollError) -> Self {
+        match e {
+            PollError::Register(r) => Self::new(ErrorCode::RateLimited, r.to_string()),
+            PollError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::new(ErrorCode::PayloadTooLarge, "request body is too large");
+        }
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return Self::new(
+                ErrorCode::BadRequest,
+                "expected `Content-Type: application/json`",
+            );
+        }
+        let message = match rejection {
+            JsonRejection::JsonDataError(e) => e.body_text(),
+            JsonRejection::JsonSyntaxError(e) => e.body_text(),
+            other => other.body_text(),
+        };
+        Self::new(ErrorCode::BadRequest, message)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::new(ErrorCode::BadRequest, rejection.body_text())
+    }
+}

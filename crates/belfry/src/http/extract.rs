@@ -1,0 +1,65 @@
+//! Extractors: JSON and query parsing with Belfry's error bodies, and the two principals
+//! (a backend holding an API key, a user holding a JWT).
+
+use axum::extract::{FromRequest, FromRequestParts, Query};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::auth::{AuthError, User};
+
+/// `axum::Json` whose rejection is an [`ApiError`] body.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`] body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+}
+
+/// A caller holding a valid backend API key.
+pub struct Backend;
+
+impl FromRequestParts<AppState> for Backend {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(parts).ok_or(AuthError::Missing)?;
+        state.auth.check_api_key(key)?;
+        Ok(Backend)
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+/// A user authenticated by a JWT in `Authorization: Bearer` or, for EventSource, `?token=`.
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let from_query = Query::<TokenParam>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|q| q.0.token);
+        let token = match bearer(parts) {
+            Some(token) => token.to_owned(),
+            None => from_query.ok_or(AuthError::Missing)?,
+        };
+        Ok(CurrentUser(state.auth.verify(&token).await?))
+    }
+}

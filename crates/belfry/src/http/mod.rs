@@ -1,0 +1,52 @@
+//! The HTTP layer: routes, extractors and the error mapping. Thin by rule: handlers parse,
+//! call the notifier, store or a transport session, and shape the answer. It owns no state
+//! of its own and holds no business rule.
+
+mod api;
+mod error;
+mod extract;
+mod inbox;
+mod live;
+mod openapi;
+mod ops;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+use crate::app::AppState;
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    let mut router = Router::new()
+        .route("/v1/notifications", post(api::notify))
+        .route("/v1/notifications/batch", post(api::batch))
+        .route("/v1/me/notifications", get(inbox::list))
+        .route("/v1/me/unread-count", get(inbox::unread_count))
+        .route("/v1/me/notifications/read", post(inbox::read))
+        .route("/v1/me/notifications/unread", post(inbox::unread))
+        .route("/v1/me/notifications/seen", post(inbox::seen))
+        .route("/v1/me/notifications/archive", post(inbox::archive))
+        .route("/v1/me/notifications/read-all", post(inbox::read_all))
+        .route("/v1/me/notifications/{id}", delete(inbox::delete))
+        .route("/v1/ws", get(live::ws))
+        .route("/v1/sse", get(live::sse))
+        .route("/v1/poll", get(live::poll))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(|| async { ApiError::not_found() });
+    if state.demo.is_some() {
+        router = router.merge(crate::demo::router());
+    }
+    router
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

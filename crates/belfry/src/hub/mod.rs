@@ -1,0 +1,238 @@
+//! The hub: this node's registry of live connections, user → connections, sharded.
+//!
+//! It owns one invariant: **the hub never awaits a socket**. Delivery `try_send`s an encoded
+//! event into each connection's bounded outbox; a full outbox marks that connection slow (its
+//! session then closes it with 4008 and the client resumes from the store). Nothing here knows
+//! about transports, HTTP or the database.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::UserId;
+use crate::protocol::Event;
+use crate::telemetry::Metrics;
+
+const SHARDS: usize = 64;
+
+struct Conn {
+    id: u64,
+    outbox: mpsc::Sender<Arc<Event>>,
+    slow: CancellationToken,
+}
+
+type Shard = HashMap<UserId, Vec<Conn>>;
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The user already holds the configured maximum of connections on this node.
+    #[error("user has {0} connections on this node already")]
+    TooManyConnections(usize),
+}
+
+/// The registry. Cheap to share: wrap it in an `Arc`.
+pub struct Hub {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    next_id: AtomicU64,
+    outbox_frames: usize,
+    max_per_user: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// A hub whose connections queue at most `outbox_frames` events each.
+    pub fn new(outbox_frames: usize, max_per_user: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            next_id: AtomicU64::new(1),
+            outbox_frames: outbox_frames.max(1),
+            max_per_user,
+            metrics,
+        }
+    }
+
+    fn shard(&self, user: &UserId) -> MutexGuard<'_, Shard> {
+        let index = (self.hasher.hash_one(user) as usize) % self.shards.len();
+        // A poisoned shard only means a panic happened while it was held; the map itself is
+        // still consistent (every mutation is a single push/retain), so keep serving.
+        match self.shards[index].lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Registers a connection for `user`. From this moment on, every event delivered to the
+    /// user is queued for it: register *before* reading the backlog to resume without a gap.
+    pub fn register(self: &Arc<Self>, user: &UserId) -> Result<Registration, RegisterError> {
+        let (tx, rx) = mpsc::channel(self.outbox_frames);
+        let slow = CancellationToken::new();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut shard = self.shard(user);
+            let conns = shard.entry(user.clone()).or_default();
+            if conns.len() >= self.max_per_user {
+                return Err(RegisterError::TooManyConnections(conns.len()));
+            }
+            conns.push(Conn {
+                id,
+                outbox: tx,
+                slow: slow.clone(),
+            });
+        }
+        self.metrics.connections.inc();
+        Ok(Registration {
+            hub: Arc::clone(self),
+            user: user.clone(),
+            id,
+            outbox: rx,
+            slow,
+        })
+    }
+
+    fn unregister(&self, user: &UserId, id: u64) {
+        let mut shard = self.shard(user);
+        if let Some(conns) = shard.get_mut(user) {
+            conns.retain(|c| c.id != id);
+            if conns.is_empty() {
+                shard.remove(user);
+            }
+        }
+        drop(shard);
+        self.metrics.connections.dec();
+    }
+
+    /// Queues `event` for every connection of `user` on this node; returns how many got it.
+    /// Never waits: a connection whose outbox is full is marked slow and skipped.
+    pub fn deliver(&self, user: &UserId, event: &Arc<Event>) -> usize {
+        let shard = self.shard(user);
+        let Some(conns) = shard.get(user) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for conn in conns {
+            if conn.slow.is_cancelled() {
+                continue;
+            }
+            match conn.outbox.try_send(Arc::clone(event)) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    conn.slow.cancel();
+                    self.metrics.slow_disconnects.inc();
+                }
+                // The session is gone and will unregister itself.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        delivered
+    }
+
+    /// Live connections of `user` on this node.
+    pub fn connections_of(&self, user: &UserId) -> usize {
+        self.shard(user).get(user).map_or(0, Vec::len)
+    }
+
+    /// Live connections on this node.
+    pub fn connection_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| match s.lock() {
+                Ok(g) => g.values().map(Vec::len).sum::<usize>(),
+                Err(p) => p.into_inner().values().map(Vec::len).sum(),
+            })
+            .sum()
+    }
+}
+
+/// One live connection's place in the hub; unregisters when dropped.
+pub struct Registration {
+    hub: Arc<Hub>,
+    user: UserId,
+    id: u64,
+    /// Events queued for this connection, oldest first.
+    pub outbox: mpsc::Receiver<Arc<Event>>,
+    /// Cancelled when the outbox overflowed: close the connection as slow.
+    pub slow: CancellationToken,
+}
+
+impl Registration {
+    /// The connection's node-local id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.user, self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ServerFrame;
+
+    fn event() -> Arc<Event> {
+        Arc::new(ServerFrame::Pong { reference: None }.encode())
+    }
+
+    fn hub(outbox: usize) -> Arc<Hub> {
+        Arc::new(Hub::new(outbox, 10, Arc::new(Metrics::new())))
+    }
+
+    #[test]
+    fn delivers_to_every_connection_of_the_user_and_no_other() {
+        let hub = hub(4);
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let mut a1 = hub.register(&alice).unwrap();
+        let mut a2 = hub.register(&alice).unwrap();
+        let mut b = hub.register(&bob).unwrap();
+        assert_eq!(hub.deliver(&alice, &event()), 2);
+        assert!(a1.outbox.try_recv().is_ok());
+        assert!(a2.outbox.try_recv().is_ok());
+        assert!(b.outbox.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_outbox_marks_only_that_connection_slow() {
+        let hub = hub(2);
+        let alice = UserId::parse("alice").unwrap();
+        let stuck = hub.register(&alice).unwrap();
+        let mut reading = hub.register(&alice).unwrap();
+        for _ in 0..3 {
+            hub.deliver(&alice, &event());
+            while reading.outbox.try_recv().is_ok() {}
+        }
+        assert!(stuck.slow.is_cancelled());
+        assert!(!reading.slow.is_cancelled());
+    }
+
+    #[test]
+    fn dropping_a_registration_unregisters_it() {
+        let hub = hub(2);
+        let alice = UserId::parse("alice").unwrap();
+        let reg = hub.register(&alice).unwrap();
+        assert_eq!(hub.connections_of(&alice), 1);
+        drop(reg);
+        assert_eq!(hub.connection_count(), 0);
+    }
+
+    #[test]
+    fn the_per_user_limit_is_enforced() {
+        let hub = Arc::new(Hub::new(2, 1, Arc::new(Metrics::new())));
+        let alice = UserId::parse("alice").unwrap();
+        let _first = hub.register(&alice).unwrap();
+        assert!(matches!(
+            hub.register(&alice),
+            Err(RegisterError::TooManyConnections(1))
+        ));
+    }
+}

@@ -1,0 +1,40 @@
+//! Belfry: a self-hosted real-time notification server.
+//!
+//! One event travels one road: `http` (backend API) → [`notifier::Notifier`] →
+//! [`store::Store`] (commit, per-user `seq`) → [`broker::Broker`] → [`hub::Hub`] → the user's
+//! live connections ([`transport`]: WebSocket, SSE, long-poll). The store is the source of truth;
+//! everything after it may drop an event, and sessions repair any gap from the store.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`model`] | typed ids and the notification |
+//! | [`store`] | durable notifications, per-user seq, read state, idempotency |
+//! | [`notifier`] | store-then-publish for notifications and state changes |
+//! | [`broker`] | fan-out between nodes (in-process by default) |
+//! | [`hub`] | this node's user → connections registry, bounded outboxes |
+//! | [`transport`] | session loops: ordered, gap-free feeds over WS/SSE/poll |
+//! | [`protocol`] | wire frames and the close/error code catalogue |
+//! | [`auth`] | API keys and user JWTs |
+//! | [`http`] | routes, extractors, the single error → HTTP mapping, OpenAPI |
+//! | [`app`] | wiring, listener, graceful shutdown |
+//! | [`config`] | the typed, layered configuration |
+//! | [`telemetry`] | logs and metrics |
+//! | [`demo`] | the demo blog of `belfry demo` |
+
+pub mod app;
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod hub;
+pub mod model;
+pub mod notifier;
+pub mod protocol;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod transport;
+
+pub use app::{App, AppState};
+pub use config::Config;

@@ -1,0 +1,378 @@
+//! The client wire protocol, version 1: frames in both directions and the catalogue of close and
+//! error codes. `docs/protocol.md` is the prose of this file; the SDK mirrors the catalogue in
+//! `clients/js/src/core/codes.ts` (a test compares them).
+//!
+//! This module only defines shapes and encodes them; it never touches a socket.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Notification, Seq, StateChange};
+
+/// The protocol version this server speaks.
+pub const VERSION: u32 = 1;
+
+/// WebSocket close codes. 4000–4499: the client should reconnect; 4500–4999: it should not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum CloseCode {
+    /// The client asked to close.
+    Normal = 1000,
+    /// A client frame exceeded `ws.max_frame_bytes`.
+    MessageTooBig = 1009,
+    /// A server-side failure; reconnect with backoff.
+    Internal = 4000,
+    /// Missing, invalid or expired token; refresh it, then reconnect.
+    Unauthorized = 4001,
+    /// No `auth` frame within `ws.auth_timeout_secs`.
+    AuthTimeout = 4002,
+    /// The connection's outgoing queue overflowed; reconnect at once with `since`.
+    Slow = 4008,
+    /// Nothing arrived from the client for two heartbeat intervals.
+    HeartbeatTimeout = 4009,
+    /// The server is shutting down; reconnect with backoff and `since`.
+    Shutdown = 4010,
+    /// The user or the node has too many connections.
+    TooManyConnections = 4429,
+    /// The client broke the protocol; do not reconnect.
+    ProtocolError = 4500,
+    /// The requested protocol version is not served; do not reconnect.
+    UnsupportedVersion = 4501,
+}
+
+impl CloseCode {
+    /// Every code, for documentation and the SDK comparison test.
+    pub const ALL: [CloseCode; 11] = [
+        CloseCode::Normal,
+        CloseCode::MessageTooBig,
+        CloseCode::Internal,
+        CloseCode::Unauthorized,
+        CloseCode::AuthTimeout,
+        CloseCode::Slow,
+        CloseCode::HeartbeatTimeout,
+        CloseCode::Shutdown,
+        CloseCode::TooManyConnections,
+        CloseCode::ProtocolError,
+        CloseCode::UnsupportedVersion,
+    ];
+
+    /// The numeric code.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// A short reason, sent as the close frame's reason text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseCode::Normal => "normal",
+            CloseCode::MessageTooBig => "message too big",
+            CloseCode::Internal => "internal",
+            CloseCode::Unauthorized => "unauthorized",
+            CloseCode::AuthTimeout => "auth timeout",
+            CloseCode::Slow => "slow",
+            CloseCode::HeartbeatTimeout => "heartbeat timeout",
+            CloseCode::Shutdown => "shutdown",
+            CloseCode::TooManyConnections => "too many connections",
+            CloseCode::ProtocolError => "protocol error",
+            CloseCode::UnsupportedVersion => "unsupported version",
+        }
+    }
+
+    /// The name the SDK uses for this code (`CloseCode.Unauthorized` in `codes.ts`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseCode::Normal => "Normal",
+            CloseCode::MessageTooBig => "MessageTooBig",
+            CloseCode::Internal => "Internal",
+            CloseCode::Unauthorized => "Unauthorized",
+            CloseCode::AuthTimeout => "AuthTimeout",
+            CloseCode::Slow => "Slow",
+            CloseCode::HeartbeatTimeout => "HeartbeatTimeout",
+            CloseCode::Shutdown => "Shutdown",
+            CloseCode::TooManyConnections => "TooManyConnections",
+            CloseCode::ProtocolError => "ProtocolError",
+            CloseCode::UnsupportedVersion => "UnsupportedVersion",
+        }
+    }
+}
+
+/// Error codes, shared by HTTP error bodies and `error` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed JSON, wrong types, unknown fields.
+    BadRequest,
+    /// Well-formed but invalid values.
+    Validation,
+    /// Missing, invalid or expired credentials.
+    Unauthorized,
+    /// Valid credentials that may not do this.
+    Forbidden,
+    /// No such resource, or not the caller's.
+    NotFound,
+    /// An idempotency key reused with a different request.
+    Conflict,
+    /// A body or `data` over the limit.
+    PayloadTooLarge,
+    /// Slow down.
+    RateLimited,
+    /// The database is unreachable; nothing was stored.
+    Unavailable,
+    /// A bug; details are in the server log.
+    Internal,
+    /// A WebSocket frame that is not a known client frame.
+    BadFrame,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and the SDK comparison test.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Validation,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::BadFrame,
+    ];
+
+    /// The wire text of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Validation => "validation",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::BadFrame => "bad_frame",
+        }
+    }
+}
+
+/// A frame from a client (WebSocket only).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Authenticates a connection opened without a `token` query parameter.
+    Auth {
+        /// The user's JWT.
+        token: String,
+        /// Resume after this sequence number.
+        #[serde(default)]
+        since: Option<Seq>,
+    },
+    /// Application-level ping; answered with `pong`.
+    Ping {
+        /// Echoed in the reply.
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    },
+    /// Marks notifications read.
+    MarkRead {
+        /// Notification ids.
+        ids: Vec<String>,
+        /// Echoed in the `ack`.
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    },
+    /// Marks notifications unread.
+    MarkUnread {
+        /// Notification ids.
+        ids: Vec<String>,
+        /// Echoed in the `ack`.
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    },
+    /// Marks notifications seen.
+    MarkSeen {
+        /// Notification ids.
+        ids: Vec<String>,
+        /// Echoed in the `ack`.
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    },
+    /// Marks every notification read.
+    MarkAllRead {
+        /// Echoed in the `ack`.
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    },
+}
+
+impl ClientFrame {
+    /// Parses a client text frame; the error message is safe to send back to the client.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            // serde's messages quote the input at most by a field name; cap the length anyway.
+            msg.chars().take(200).collect()
+        })
+    }
+
+    /// The `ref` the client attached, if any.
+    pub fn reference(&self) -> Option<u64> {
+        match self {
+            ClientFrame::Auth { .. } => None,
+            ClientFrame::Ping { reference }
+            | ClientFrame::MarkRead { reference, .. }
+            | ClientFrame::MarkUnread { reference, .. }
+            | ClientFrame::MarkSeen { reference, .. }
+            | ClientFrame::MarkAllRead { reference } => *reference,
+        }
+    }
+}
+
+/// A frame to a client. Encoded once per event and shared by every connection it goes to.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// First frame of a session.
+    Hello {
+        /// Protocol version.
+        v: u32,
+        /// This connection's id (for logs and support).
+        conn_id: String,
+        /// The authenticated user.
+        user_id: &'a str,
+        /// Unread notifications right now.
+        unread_count: i64,
+        /// The user's highest stored sequence number when the connection opened.
+        last_seq: Seq,
+        /// Server ping interval, in milliseconds.
+        heartbeat_ms: u64,
+    },
+    /// A new notification.
+    Notification {
+        /// Its sequence number (also inside the object).
+        seq: Seq,
+        /// The notification.
+        notification: &'a Notification,
+    },
+    /// Read state changed.
+    State {
+        /// What changed.
+        change: StateChange,
+        /// The notifications concerned (empty with `all`).
+        ids: &'a [String],
+        /// True for "mark all read".
+        all: bool,
+        /// With `all`: every notification up to this seq is read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        up_to_seq: Option<Seq>,
+        /// The user's unread count after the change.
+        unread_count: i64,
+    },
+    /// Reply to `ping`.
+    Pong {
+        /// The ping's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+    },
+    /// A client frame with a `ref` was handled.
+    Ack {
+        /// The frame's `ref`.
+        #[serde(rename = "ref")]
+        reference: u64,
+    },
+    /// A client frame was rejected.
+    Error {
+        /// The frame's `ref`, when it had one.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// The error code.
+        code: ErrorCode,
+        /// A human-readable explanation.
+        message: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame's `type`, used as the SSE event name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Hello { .. } => "hello",
+            ServerFrame::Notification { .. } => "notification",
+            ServerFrame::State { .. } => "state",
+            ServerFrame::Pong { .. } => "pong",
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Error { .. } => "error",
+        }
+    }
+
+    /// Encodes the frame once, for any number of connections.
+    pub fn encode(&self) -> Event {
+        let seq = match self {
+            ServerFrame::Notification { seq, .. } => Some(*seq),
+            _ => None,
+        };
+        // Serialising these plain structs cannot fail: no maps with non-string keys, no
+        // user-provided Serialize impls. An empty object keeps the stream well-formed regardless.
+        let json = serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"));
+        Event {
+            seq,
+            kind: self.kind(),
+            json: Arc::from(json),
+            published_at: None,
+        }
+    }
+}
+
+/// An encoded server frame, shared (`Arc`) between all the connections it is sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The notification's sequence number, for `notification` frames.
+    pub seq: Option<Seq>,
+    /// The frame type (SSE event name).
+    pub kind: &'static str,
+    /// The JSON text.
+    pub json: Arc<str>,
+    /// When a live notification was handed to the broker, for the delivery latency metric.
+    pub published_at: Option<std::time::Instant>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_with_and_without_ref() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"ping","ref":5}"#),
+            Ok(ClientFrame::Ping { reference: Some(5) })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"mark_all_read"}"#),
+            Ok(ClientFrame::MarkAllRead { reference: None })
+        );
+        assert!(ClientFrame::parse(r#"{"type":"nope"}"#).is_err());
+        assert!(ClientFrame::parse("not json").is_err());
+    }
+
+    #[test]
+    fn close_codes_fall_in_their_documented_ranges() {
+        for code in CloseCode::ALL {
+            let c = code.code();
+            let reconnect = (4000..4500).contains(&c);
+            let terminal = (4500..5000).contains(&c);
+            let standard = c < 4000;
+            assert!(reconnect || terminal || standard, "{c}");
+        }
+    }
+
+    #[test]
+    fn notification_frames_carry_their_seq() {
+        let frame = ServerFrame::Pong { reference: Some(3) }.encode();
+        assert_eq!(&*frame.json, r#"{"type":"pong","ref":3}"#);
+        assert_eq!(frame.seq, None);
+    }
+}

@@ -1,0 +1,123 @@
+//! The store: the durable source of truth for notifications, per-user sequence numbers, read
+//! state and idempotency keys.
+//!
+//! It owns the guarantee that a notification's `seq` is assigned in the same transaction that
+//! stores it, so that per user `seq` increases strictly in commit order. It never knows about
+//! HTTP, sockets or the hub; callers publish what it returns.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{NewNotification, Notification, NotificationId, NotificationRef, Seq, StateChange, UserId};
+
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the operation; nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Arc<sqlx::Error>),
+    /// An idempotency key was reused for a different request.
+    #[error("idempotency key `{0}` was already used for a different request")]
+    IdempotencyConflict(String),
+    /// The store is shutting down and takes no more writes.
+    #[error("store is closed")]
+    Closed,
+    /// Stored data could not be decoded (a bug or a corrupted row).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(Arc::new(e))
+    }
+}
+
+/// The result of storing one [`NewNotification`].
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// Newly stored, one per recipient; publish these.
+    New(Vec<Notification>),
+    /// The idempotency key was seen before: the first request's result, nothing stored.
+    Replayed(Vec<NotificationRef>),
+}
+
+impl Inserted {
+    /// Where the notifications are, whether new or replayed.
+    pub fn refs(&self) -> Vec<NotificationRef> {
+        match self {
+            Inserted::New(list) => list
+                .iter()
+                .map(|n| NotificationRef {
+                    id: n.id.to_string(),
+                    user_id: n.user_id.to_string(),
+                    seq: n.seq,
+                })
+                .collect(),
+            Inserted::Replayed(refs) => refs.clone(),
+        }
+    }
+}
+
+/// Which notifications a list request wants.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only those with `seq` below this (the cursor), newest first.
+    pub before: Option<Seq>,
+    /// Page size.
+    pub limit: u32,
+    /// Only unread ones.
+    pub unread_only: bool,
+    /// Only this type.
+    pub kind: Option<String>,
+    /// Archived ones instead of the others.
+    pub archived: bool,
+}
+
+/// A user's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Unread, unarchived, unexpired notifications.
+    pub unread: i64,
+    /// Highest `seq` ever assigned to the user (0 when none).
+    pub last_seq: Seq,
+}
+
+/// Durable storage. Implementations: [`SqliteStore`] (the default).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores the whole batch atomically (all or nothing) and returns one [`Inserted`] per
+    /// request, in order. Concurrent calls may share one transaction (group commit) but never
+    /// each other's fate: an idempotency conflict fails only the call it belongs to.
+    async fn insert(&self, batch: Vec<NewNotification>) -> Result<Vec<Inserted>, StoreError>;
+
+    /// One page of a user's notifications, newest first.
+    async fn list(&self, user: &UserId, query: &ListQuery) -> Result<Vec<Notification>, StoreError>;
+
+    /// A user's notifications with `after < seq` (and `seq < before` when given), oldest first,
+    /// at most `limit`. Expired ones are skipped. This is what resume reads.
+    async fn after(&self, user: &UserId, after: Seq, before: Option<Seq>, limit: u32) -> Result<Vec<Notification>, StoreError>;
+
+    /// The user's unread count and highest seq.
+    async fn counts(&self, user: &UserId) -> Result<Counts, StoreError>;
+
+    /// Applies a state change to the user's notifications among `ids`; returns how many changed.
+    async fn set_state(&self, user: &UserId, ids: &[NotificationId], change: StateChange) -> Result<u64, StoreError>;
+
+    /// Marks every unread notification read; returns how many changed and the seq they go up to.
+    async fn mark_all_read(&self, user: &UserId) -> Result<(u64, Seq), StoreError>;
+
+    /// Answers when the database is reachable.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Finishes queued writes and closes connections. Later writes fail with [`StoreError::Closed`].
+    async fn close(&self);
+}

@@ -1,0 +1,116 @@
+//! Logs and metrics. Metrics live in a per-`App` registry (no global recorder), so two servers
+//! in one test process count separately. `docs/operations.md` explains each metric.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogConfig;
+
+/// Installs the global `tracing` subscriber (the binary calls this once; tests do not).
+pub fn init_logging(config: &LogConfig) {
+    let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if config.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    if let Err(e) = result {
+        eprintln!("logging already initialised: {e}");
+    }
+}
+
+/// Belfry's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Live connections (WebSocket, SSE and waiting long-polls) on this node.
+    pub connections: Gauge,
+    /// Notifications stored (one per recipient).
+    pub notifications_stored: Counter,
+    /// Notification frames written to live connections.
+    pub notifications_delivered: Counter,
+    /// Seconds from a notification's commit to its frame being written to a connection.
+    pub delivery_latency: Histogram,
+    /// Connections closed because their outbox overflowed (4008).
+    pub slow_disconnects: Counter,
+    /// Requests answered 503 because the store was unavailable.
+    pub store_unavailable: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("belfry");
+        let connections = Gauge::default();
+        let notifications_stored = Counter::default();
+        let notifications_delivered = Counter::default();
+        let delivery_latency = Histogram::new(
+            [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]
+            .into_iter(),
+        );
+        let slow_disconnects = Counter::default();
+        let store_unavailable = Counter::default();
+        registry.register(
+            "connections",
+            "Live connections on this node",
+            connections.clone(),
+        );
+        registry.register(
+            "notifications_stored",
+            "Notifications stored, one per recipient",
+            notifications_stored.clone(),
+        );
+        registry.register(
+            "notifications_delivered",
+            "Notification frames written to live connections",
+            notifications_delivered.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from commit to the frame being written to a connection",
+            delivery_latency.clone(),
+        );
+        registry.register(
+            "slow_disconnects",
+            "Connections closed because their outgoing queue overflowed",
+            slow_disconnects.clone(),
+        );
+        registry.register(
+            "store_unavailable",
+            "Requests refused with 503 because the store was unavailable",
+            store_unavailable.clone(),
+        );
+        Self {
+            registry,
+            connections,
+            notifications_stored,
+            notifications_delivered,
+            delivery_latency,
+            slow_disconnects,
+            store_unavailable,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

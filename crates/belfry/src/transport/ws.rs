@@ -1,0 +1,309 @@
+//! The WebSocket session: authenticate, send `hello`, then interleave the feed, client frames,
+//! heartbeats and shutdown until the connection ends.
+//!
+//! The loop is generic over a `Sink<Outbound>` and a `Stream<Item = Inbound>`, so it does not
+//! depend on axum; `http::live` adapts the real socket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+
+use crate::app::AppState;
+use crate::auth::User;
+use crate::hub::RegisterError;
+use crate::model::{NotificationId, Seq, StateChange, UserId};
+use crate::protocol::{ClientFrame, CloseCode, ErrorCode, Event, ServerFrame};
+use crate::transport::{Feed, OpenError};
+
+/// Longest a single socket write may take before the connection is given up as dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the session reads from the socket.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A text frame.
+    Text(String),
+    /// Any sign of life that is not a text frame (pong, ping, binary).
+    Activity,
+    /// A frame larger than allowed.
+    TooBig,
+    /// The peer closed or the socket failed.
+    Closed,
+}
+
+/// What the session writes to the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// A text frame.
+    Text(Arc<str>),
+    /// A WebSocket ping.
+    Ping,
+    /// A close frame with a code from the catalogue.
+    Close(CloseCode),
+}
+
+/// Connection parameters from the upgrade request.
+#[derive(Debug, Default, Clone)]
+pub struct Params {
+    /// Token from the query string, if any.
+    pub token: Option<String>,
+    /// Resume point from the query string, if any.
+    pub since: Option<Seq>,
+}
+
+enum Stop {
+    Close(CloseCode),
+    Gone,
+}
+
+/// Runs one WebSocket session to its end.
+pub async fn run<S, R>(state: AppState, params: Params, mut sink: S, mut stream: R)
+where
+    S: Sink<Outbound> + Unpin + Send,
+    R: Stream<Item = Inbound> + Unpin + Send,
+{
+    let outcome = session(&state, params, &mut sink, &mut stream).await;
+    if let Stop::Close(code) = outcome {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Outbound::Close(code))).await;
+    }
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+}
+
+async fn session<S, R>(state: &AppState, params: Params, sink: &mut S, stream: &mut R) -> Stop
+where
+    S: Sink<Outbound> + Unpin + Send,
+    R: Stream<Item = Inbound> + Unpin + Send,
+{
+    let max_frame = state.config.ws.max_frame_bytes;
+    let (user, since) = match authenticate(state, params, stream, max_frame).await {
+        Ok(found) => found,
+        Err(stop) => return stop,
+    };
+    let heartbeat = Duration::from_secs(state.config.ws.heartbeat_interval_secs);
+    let heartbeat_ms = u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX);
+    let (mut feed, hello) = match Feed::open(
+        &state.hub,
+        Arc::clone(&state.store),
+        &user.id,
+        since,
+        heartbeat_ms,
+    )
+    .await
+    {
+        Ok(opened) => opened,
+        Err(OpenError::Register(RegisterError::TooManyConnections(_))) => {
+            return Stop::Close(CloseCode::TooManyConnections);
+        }
+        Err(OpenError::Store(e)) => {
+            tracing::warn!(error = %e, "cannot open feed");
+            return Stop::Close(CloseCode::Internal);
+        }
+    };
+    if !send(sink, Outbound::Text(hello.json)).await {
+        return Stop::Gone;
+    }
+
+    let slow = feed.slow_token();
+    let mut expires_at = user.expires_at;
+    let mut last_heard = Instant::now();
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    loop {
+        let expiry = until_unix(expires_at);
+        tokio::select! {
+            biased;
+            () = state.shutdown.cancelled() => return Stop::Close(CloseCode::Shutdown),
+            () = slow.cancelled() => return Stop::Close(CloseCode::Slow),
+            () = tokio::time::sleep(expiry) => return Stop::Close(CloseCode::Unauthorized),
+            inbound = stream.next() => {
+                last_heard = Instant::now();
+                let text = match inbound {
+                    None | Some(Inbound::Closed) => return Stop::Gone,
+                    Some(Inbound::TooBig) => return Stop::Close(CloseCode::MessageTooBig),
+                    Some(Inbound::Activity) => continue,
+                    Some(Inbound::Text(text)) => text,
+                };
+                if text.len() > max_frame {
+                    return Stop::Close(CloseCode::MessageTooBig);
+                }
+                let reply = handle_frame(state, &user.id, &text, &mut expires_at).await;
+                if let Some(reply) = reply
+                    && !send(sink, Outbound::Text(reply.json)).await
+                {
+                    return Stop::Gone;
+                }
+            }
+            event = feed.next() => match event {
+                Ok(Some(event)) => {
+                    let is_notification = event.seq.is_some();
+                    if !send(sink, Outbound::Text(Arc::clone(&event.json))).await {
+                        return Stop::Gone;
+                    }
+                    if is_notification {
+                        record_delivery(state, &event);
+                    }
+                }
+                Ok(None) => return Stop::Close(CloseCode::Internal),
+                Err(e) => {
+                    tracing::warn!(error = %e, "feed read failed");
+                    return Stop::Close(CloseCode::Internal);
+                }
+            },
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > heartbeat * 2 {
+                    return Stop::Close(CloseCode::HeartbeatTimeout);
+                }
+                if !send(sink, Outbound::Ping).await {
+                    return Stop::Gone;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn record_delivery(state: &AppState, event: &Event) {
+    state.metrics.notifications_delivered.inc();
+    if let Some(at) = event.published_at {
+        state
+            .metrics
+            .delivery_latency
+            .observe(at.elapsed().as_secs_f64());
+    }
+}
+
+async fn send<S: Sink<Outbound> + Unpin>(sink: &mut S, frame: Outbound) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Time left until a Unix timestamp (seconds), saturating at zero.
+fn until_unix(at: u64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(at).saturating_sub(now)
+}
+
+async fn authenticate<R>(
+    state: &AppState,
+    params: Params,
+    stream: &mut R,
+    max_frame: usize,
+) -> Result<(User, Option<Seq>), Stop>
+where
+    R: Stream<Item = Inbound> + Unpin + Send,
+{
+    let (token, since) = match params.token {
+        Some(token) => (token, params.since),
+        None => {
+            let wait = Duration::from_secs(state.config.ws.auth_timeout_secs);
+            let first = loop {
+                match tokio::time::timeout(wait, stream.next()).await {
+                    Err(_) => return Err(Stop::Close(CloseCode::AuthTimeout)),
+                    Ok(None | Some(Inbound::Closed)) => return Err(Stop::Gone),
+                    Ok(Some(Inbound::TooBig)) => return Err(Stop::Close(CloseCode::MessageTooBig)),
+                    Ok(Some(Inbound::Activity)) => continue,
+                    Ok(Some(Inbound::Text(text))) => break text,
+                }
+            };
+            if first.len() > max_frame {
+                return Err(Stop::Close(CloseCode::MessageTooBig));
+            }
+            match ClientFrame::parse(&first) {
+                Ok(ClientFrame::Auth { token, since }) => (token, since.or(params.since)),
+                _ => return Err(Stop::Close(CloseCode::ProtocolError)),
+            }
+        }
+    };
+    match state.auth.verify(&token).await {
+        Ok(user) => Ok((user, since)),
+        Err(e) => {
+            tracing::debug!(reason = %e, "websocket auth refused");
+            Err(Stop::Close(CloseCode::Unauthorized))
+        }
+    }
+}
+
+/// Handles one client frame; returns the reply to send, if any.
+async fn handle_frame(
+    state: &AppState,
+    user: &UserId,
+    text: &str,
+    expires_at: &mut u64,
+) -> Option<Event> {
+    let frame = match ClientFrame::parse(text) {
+        Ok(frame) => frame,
+        Err(message) => {
+            return Some(error_frame(None, ErrorCode::BadFrame, &message));
+        }
+    };
+    let reference = frame.reference();
+    let result = match frame {
+        ClientFrame::Ping { reference } => {
+            return Some(ServerFrame::Pong { reference }.encode());
+        }
+        ClientFrame::Auth { token, .. } => match state.auth.verify(&token).await {
+            Ok(fresh) if &fresh.id == user => {
+                *expires_at = fresh.expires_at;
+                Ok(())
+            }
+            Ok(_) => Err((ErrorCode::Forbidden, "token is for another user".to_owned())),
+            Err(e) => Err((ErrorCode::Unauthorized, e.to_string())),
+        },
+        ClientFrame::MarkRead { ids, .. } => change(state, user, &ids, StateChange::Read).await,
+        ClientFrame::MarkUnread { ids, .. } => {
+            change(state, user, &ids, StateChange::Unread).await
+        }
+        ClientFrame::MarkSeen { ids, .. } => change(state, user, &ids, StateChange::Seen).await,
+        ClientFrame::MarkAllRead { .. } => state
+            .notifier
+            .mark_all_read(user)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "mark_all_read failed");
+                (ErrorCode::Unavailable, "store unavailable".to_owned())
+            }),
+    };
+    match (result, reference) {
+        (Ok(()), Some(reference)) => Some(ServerFrame::Ack { reference }.encode()),
+        (Ok(()), None) => None,
+        (Err((code, message)), reference) => Some(error_frame(reference, code, &message)),
+    }
+}
+
+async fn change(
+    state: &AppState,
+    user: &UserId,
+    ids: &[String],
+    change: StateChange,
+) -> Result<(), (ErrorCode, String)> {
+    let max = state.config.limits.max_ids_per_request;
+    if ids.len() > max {
+        return Err((ErrorCode::Validation, format!("at most {max} ids per frame")));
+    }
+    let parsed: Vec<NotificationId> = ids
+        .iter()
+        .filter_map(|id| NotificationId::parse(id).ok())
+        .collect();
+    state
+        .notifier
+        .change_state(user, &parsed, change)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "state change failed");
+            (ErrorCode::Unavailable, "store unavailable".to_owned())
+        })
+}
+
+fn error_frame(reference: Option<u64>, code: ErrorCode, message: &str) -> Event {
+    ServerFrame::Error {
+        reference,
+        code,
+        message,
+    }
+    .encode()
+}

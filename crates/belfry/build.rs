@@ -18,7 +18,8 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 fn main() -> std::io::Result<()> {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(std::io::Error::other)?);
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(std::io::Error::other)?);
     let dist = manifest.join("../../demo/dist");
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("demo");
     println!("cargo:rerun-if-changed={}", dist.display());

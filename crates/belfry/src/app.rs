@@ -98,18 +98,22 @@ impl App {
             Arc::clone(&metrics),
         ));
         let auth = Arc::new(Auth::new(&config.auth)?);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| AppError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| AppError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let demo = if demo {
             let addr = listener.local_addr().map_err(|source| AppError::Listen {
                 addr: config.listen,
                 source,
             })?;
-            Some(Arc::new(Blog::new(addr, config.first_api_key().map(str::to_owned))))
+            Some(Arc::new(Blog::new(
+                addr,
+                config.first_api_key().map(str::to_owned),
+            )))
         } else {
             None
         };

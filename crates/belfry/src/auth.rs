@@ -196,7 +196,9 @@ impl Auth {
                 Some((key, _)) => (Algorithm::HS256, key.clone()),
                 None => return Err(AuthError::Invalid("algorithm not accepted")),
             },
-            Algorithm::RS256 | Algorithm::ES256 => self.public_key_for(header.kid.as_deref()).await?,
+            Algorithm::RS256 | Algorithm::ES256 => {
+                self.public_key_for(header.kid.as_deref()).await?
+            }
             _ => return Err(AuthError::Invalid("algorithm not accepted")),
         };
         if alg != header.alg {
@@ -232,15 +234,15 @@ impl Auth {
         })
     }
 
-    async fn public_key_for(&self, kid: Option<&str>) -> Result<(Algorithm, DecodingKey), AuthError> {
+    async fn public_key_for(
+        &self,
+        kid: Option<&str>,
+    ) -> Result<(Algorithm, DecodingKey), AuthError> {
         if let Some(found) = &self.public_key {
             return Ok(found.clone());
         }
         match (&self.jwks, kid) {
-            (Some(jwks), Some(kid)) => jwks
-                .key(kid)
-                .await
-                .ok_or(AuthError::Invalid("unknown kid")),
+            (Some(jwks), Some(kid)) => jwks.key(kid).await.ok_or(AuthError::Invalid("unknown kid")),
             (Some(_), None) => Err(AuthError::Invalid("missing kid")),
             (None, _) => Err(AuthError::Invalid("algorithm not accepted")),
         }

@@ -91,9 +91,24 @@ impl Blog {
         };
         Self {
             posts: Mutex::new(vec![
-                post(1, "alice", "Hello, Belfry", "The bell lights up the moment someone reacts."),
-                post(2, "bob", "Notes on resuming", "Every notification has a per-user sequence number."),
-                post(3, "carol", "Calm, not chatty", "Real-time done right is quiet until it matters."),
+                post(
+                    1,
+                    "alice",
+                    "Hello, Belfry",
+                    "The bell lights up the moment someone reacts.",
+                ),
+                post(
+                    2,
+                    "bob",
+                    "Notes on resuming",
+                    "Every notification has a per-user sequence number.",
+                ),
+                post(
+                    3,
+                    "carol",
+                    "Calm, not chatty",
+                    "Real-time done right is quiet until it matters.",
+                ),
             ]),
             api_base: format!("http://{addr}"),
             api_key,
@@ -110,7 +125,12 @@ impl Blog {
     }
 
     /// What an app backend does: one HTTP call to Belfry.
-    async fn notify(&self, recipient: &str, kind: &str, data: serde_json::Value) -> Result<(), ApiError> {
+    async fn notify(
+        &self,
+        recipient: &str,
+        kind: &str,
+        data: serde_json::Value,
+    ) -> Result<(), ApiError> {
         let key = self.api_key.as_deref().unwrap_or_default();
         let response = self
             .client
@@ -194,8 +214,13 @@ async fn token(
     let (token, exp) = state.auth.mint(&user, TOKEN_TTL)?;
     let expires_at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(exp).unwrap_or(0))
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
-    Ok(axum::Json(json!({"token": token, "expires_at": expires_at})))
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    Ok(axum::Json(
+        json!({"token": token, "expires_at": expires_at}),
+    ))
 }
 
 async fn posts(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -262,7 +287,10 @@ async fn comment(
     let actor = signed_in(&state, &headers).await?;
     let text = body.body.trim().to_owned();
     if text.is_empty() || text.chars().count() > 2000 {
-        return Err(ApiError::new(ErrorCode::Validation, "body: 1–2000 characters"));
+        return Err(ApiError::new(
+            ErrorCode::Validation,
+            "body: 1–2000 characters",
+        ));
     }
     let blog = blog(&state)?;
     let post = blog

@@ -132,7 +132,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             url,
         } => {
             config.ensure_dev_secrets()?;
-            let data: serde_json::Value = serde_json::from_str(&data).context("--data is not JSON")?;
+            let data: serde_json::Value =
+                serde_json::from_str(&data).context("--data is not JSON")?;
             let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
             let key = config
                 .first_api_key()

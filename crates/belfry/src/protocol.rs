@@ -170,6 +170,9 @@ pub enum ClientFrame {
         /// Resume after this sequence number.
         #[serde(default)]
         since: Option<Seq>,
+        /// Echoed in the `ack` (when refreshing the token of an open connection).
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
     },
     /// Application-level ping; answered with `pong`.
     Ping {
@@ -222,8 +225,8 @@ impl ClientFrame {
     /// The `ref` the client attached, if any.
     pub fn reference(&self) -> Option<u64> {
         match self {
-            ClientFrame::Auth { .. } => None,
-            ClientFrame::Ping { reference }
+            ClientFrame::Auth { reference, .. }
+            | ClientFrame::Ping { reference }
             | ClientFrame::MarkRead { reference, .. }
             | ClientFrame::MarkUnread { reference, .. }
             | ClientFrame::MarkSeen { reference, .. }

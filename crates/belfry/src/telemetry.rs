@@ -56,12 +56,9 @@ impl Metrics {
         let connections = Gauge::default();
         let notifications_stored = Counter::default();
         let notifications_delivered = Counter::default();
-        let delivery_latency = Histogram::new(
-            [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]
-            .into_iter(),
-        );
+        let delivery_latency = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ]);
         let slow_disconnects = Counter::default();
         let store_unavailable = Counter::default();
         registry.register(

@@ -120,7 +120,9 @@ pub async fn sse(
                 .to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<Seq>().ok())
-                .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "Last-Event-ID must be a seq"))?,
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::BadRequest, "Last-Event-ID must be a seq")
+                })?,
         ),
         None => params.since,
     };

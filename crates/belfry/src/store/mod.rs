@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{NewNotification, Notification, NotificationId, NotificationRef, Seq, StateChange, UserId};
+use crate::model::{
+    NewNotification, Notification, NotificationId, NotificationRef, Seq, StateChange, UserId,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -100,17 +102,29 @@ pub trait Store: Send + Sync + 'static {
     async fn insert(&self, batch: Vec<NewNotification>) -> Result<Vec<Inserted>, StoreError>;
 
     /// One page of a user's notifications, newest first.
-    async fn list(&self, user: &UserId, query: &ListQuery) -> Result<Vec<Notification>, StoreError>;
+    async fn list(&self, user: &UserId, query: &ListQuery)
+    -> Result<Vec<Notification>, StoreError>;
 
     /// A user's notifications with `after < seq` (and `seq < before` when given), oldest first,
     /// at most `limit`. Expired ones are skipped. This is what resume reads.
-    async fn after(&self, user: &UserId, after: Seq, before: Option<Seq>, limit: u32) -> Result<Vec<Notification>, StoreError>;
+    async fn after(
+        &self,
+        user: &UserId,
+        after: Seq,
+        before: Option<Seq>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError>;
 
     /// The user's unread count and highest seq.
     async fn counts(&self, user: &UserId) -> Result<Counts, StoreError>;
 
     /// Applies a state change to the user's notifications among `ids`; returns how many changed.
-    async fn set_state(&self, user: &UserId, ids: &[NotificationId], change: StateChange) -> Result<u64, StoreError>;
+    async fn set_state(
+        &self,
+        user: &UserId,
+        ids: &[NotificationId],
+        change: StateChange,
+    ) -> Result<u64, StoreError>;
 
     /// Marks every unread notification read; returns how many changed and the seq they go up to.
     async fn mark_all_read(&self, user: &UserId) -> Result<(u64, Seq), StoreError>;

@@ -171,7 +171,10 @@ async fn insert_job(
     let created_ms = to_ms(created_at);
     let mut out = Vec::with_capacity(batch.len());
     for request in batch {
-        let fingerprint = request.idempotency_key.as_ref().map(|_| request.fingerprint());
+        let fingerprint = request
+            .idempotency_key
+            .as_ref()
+            .map(|_| request.fingerprint());
         if let (Some(key), Some(fingerprint)) = (&request.idempotency_key, &fingerprint) {
             let row = sqlx::query(
                 "SELECT fingerprint, response FROM idempotency_keys WHERE key = ? AND created_at > ?",
@@ -267,7 +270,8 @@ fn opt_ms(ms: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
 }
 
 fn decode(row: &SqliteRow) -> Result<Notification, StoreError> {
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
+    let corrupt =
+        |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
     let id: String = row.try_get(0)?;
     let user: String = row.try_get(1)?;
     let kind: String = row.try_get(3)?;
@@ -319,7 +323,11 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn list(&self, user: &UserId, query: &ListQuery) -> Result<Vec<Notification>, StoreError> {
+    async fn list(
+        &self,
+        user: &UserId,
+        query: &ListQuery,
+    ) -> Result<Vec<Notification>, StoreError> {
         let mut sql = format!(
             "SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq < ? \
              AND (expires_at IS NULL OR expires_at > ?)"
@@ -395,28 +403,46 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let list = placeholders(ids.len());
-        let sql = match change {
-            StateChange::Read => format!(
-                "UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL \
-                 AND id IN ({list})"
+        // (SQL, whether it takes the current time as its first parameter)
+        let (sql, stamped) = match change {
+            StateChange::Read => (
+                format!(
+                    "UPDATE notifications SET read_at = ? WHERE user_id = ? \
+                     AND read_at IS NULL AND id IN ({list})"
+                ),
+                true,
             ),
-            StateChange::Unread => format!(
-                "UPDATE notifications SET read_at = NULL WHERE ?1 IS NOT NULL AND user_id = ? \
-                 AND read_at IS NOT NULL AND id IN ({list})"
+            StateChange::Unread => (
+                format!(
+                    "UPDATE notifications SET read_at = NULL WHERE user_id = ? \
+                     AND read_at IS NOT NULL AND id IN ({list})"
+                ),
+                false,
             ),
-            StateChange::Seen => format!(
-                "UPDATE notifications SET seen_at = ? WHERE user_id = ? AND seen_at IS NULL \
-                 AND id IN ({list})"
+            StateChange::Seen => (
+                format!(
+                    "UPDATE notifications SET seen_at = ? WHERE user_id = ? \
+                     AND seen_at IS NULL AND id IN ({list})"
+                ),
+                true,
             ),
-            StateChange::Archived => format!(
-                "UPDATE notifications SET archived_at = ? WHERE user_id = ? \
-                 AND archived_at IS NULL AND id IN ({list})"
+            StateChange::Archived => (
+                format!(
+                    "UPDATE notifications SET archived_at = ? WHERE user_id = ? \
+                     AND archived_at IS NULL AND id IN ({list})"
+                ),
+                true,
             ),
-            StateChange::Deleted => format!(
-                "DELETE FROM notifications WHERE ?1 IS NOT NULL AND user_id = ? AND id IN ({list})"
+            StateChange::Deleted => (
+                format!("DELETE FROM notifications WHERE user_id = ? AND id IN ({list})"),
+                false,
             ),
         };
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(to_ms(now())).bind(user.as_str());
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if stamped {
+            q = q.bind(to_ms(now()));
+        }
+        q = q.bind(user.as_str());
         for id in ids {
             q = q.bind(id.to_string());
         }
@@ -425,11 +451,12 @@ impl Store for SqliteStore {
 
     async fn mark_all_read(&self, user: &UserId) -> Result<(u64, Seq), StoreError> {
         let mut tx = self.write.begin().await?;
-        let up_to: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(last_seq), 0) FROM user_seqs WHERE user_id = ?")
-                .bind(user.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+        let up_to: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(last_seq), 0) FROM user_seqs WHERE user_id = ?",
+        )
+        .bind(user.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
         let changed = sqlx::query(
             "UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL AND seq <= ?",
         )

@@ -212,7 +212,7 @@ where
                 return Err(Stop::Close(CloseCode::MessageTooBig));
             }
             match ClientFrame::parse(&first) {
-                Ok(ClientFrame::Auth { token, since }) => (token, since.or(params.since)),
+                Ok(ClientFrame::Auth { token, since, .. }) => (token, since.or(params.since)),
                 _ => return Err(Stop::Close(CloseCode::ProtocolError)),
             }
         }
@@ -253,9 +253,7 @@ async fn handle_frame(
             Err(e) => Err((ErrorCode::Unauthorized, e.to_string())),
         },
         ClientFrame::MarkRead { ids, .. } => change(state, user, &ids, StateChange::Read).await,
-        ClientFrame::MarkUnread { ids, .. } => {
-            change(state, user, &ids, StateChange::Unread).await
-        }
+        ClientFrame::MarkUnread { ids, .. } => change(state, user, &ids, StateChange::Unread).await,
         ClientFrame::MarkSeen { ids, .. } => change(state, user, &ids, StateChange::Seen).await,
         ClientFrame::MarkAllRead { .. } => state
             .notifier
@@ -282,7 +280,10 @@ async fn change(
 ) -> Result<(), (ErrorCode, String)> {
     let max = state.config.limits.max_ids_per_request;
     if ids.len() > max {
-        return Err((ErrorCode::Validation, format!("at most {max} ids per frame")));
+        return Err((
+            ErrorCode::Validation,
+            format!("at most {max} ids per frame"),
+        ));
     }
     let parsed: Vec<NotificationId> = ids
         .iter()

@@ -1,0 +1,232 @@
+//! Bad input gets a 4xx with a JSON body naming what is wrong, and stores nothing.
+
+use serde_json::{Value, json};
+
+use crate::support::{API_KEY, spawn_app, spawn_app_with};
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn malformed_and_invalid_requests_name_the_field() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            json!({"recipients": ["a"], "type": "t", "colour": 1}),
+            400,
+            "colour",
+        ),
+        (json!({"recipients": "a", "type": "t"}), 400, "recipients"),
+        (json!({"recipients": [], "type": "t"}), 422, "recipients"),
+        (
+            json!({"recipients": ["a b"], "type": "t"}),
+            422,
+            "recipients[0]",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "has space"}),
+            422,
+            "type",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "data": [1]}),
+            422,
+            "data",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "data": {"x": "y".repeat(20_000)}}),
+            422,
+            "data",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "expires_at": "2001-01-01T00:00:00Z"}),
+            422,
+            "expires_at",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "expires_at": "tomorrow"}),
+            400,
+            "expires_at",
+        ),
+        (json!({"type": "t"}), 400, "recipients"),
+    ];
+    for (body, status, field) in cases {
+        let (got, answer) = app.backend_post("/v1/notifications", &body).await;
+        assert_eq!(got, status, "{body} → {answer}");
+        let text = answer.to_string();
+        assert!(
+            text.contains(field),
+            "{body} → {answer} should name {field}"
+        );
+        if status == 422 {
+            assert_eq!(error_code(&answer), "validation");
+            assert!(answer["error"]["fields"].get(field).is_some(), "{answer}");
+        } else {
+            assert_eq!(error_code(&answer), "bad_request");
+        }
+    }
+    let (_, count) = app.get_as("a", "/v1/me/unread-count").await;
+    assert_eq!(count["unread_count"], 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn not_json_and_wrong_content_type_are_400() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(format!("{}/v1/notifications", app.base))
+        .bearer_auth(API_KEY)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "bad_request");
+
+    let response = app
+        .client
+        .post(format!("{}/v1/notifications", app.base))
+        .bearer_auth(API_KEY)
+        .body(r#"{"recipients":["a"],"type":"t"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let app = spawn_app_with(|c| c.limits.max_body_bytes = 1024).await;
+    let (status, body) = app
+        .backend_post(
+            "/v1/notifications",
+            &json!({"recipients": ["a"], "type": "t", "data": {"x": "y".repeat(4096)}}),
+        )
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(error_code(&body), "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_item_stores_nothing() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .backend_post(
+            "/v1/notifications/batch",
+            &json!({"notifications": [
+                {"recipients": ["alice"], "type": "ok"},
+                {"recipients": ["alice"], "type": "not ok"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["fields"]
+            .get("notifications[1].type")
+            .is_some(),
+        "{body}"
+    );
+    let (_, count) = app.get_as("alice", "/v1/me/unread-count").await;
+    assert_eq!(count, json!({"unread_count": 0, "last_seq": 0}));
+
+    let (status, body) = app
+        .backend_post(
+            "/v1/notifications/batch",
+            &json!({"notifications": [
+                {"recipients": ["alice"], "type": "a"},
+                {"recipients": ["alice", "bob"], "type": "b"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["results"][1]["notifications"][0]["seq"], 2);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_creates_nothing_and_replays_the_first_result() {
+    let app = spawn_app().await;
+    let request = json!({"recipients": ["alice"], "type": "t", "idempotency_key": "order-1"});
+    let (first_status, first) = app.backend_post("/v1/notifications", &request).await;
+    assert_eq!(first_status, 201);
+    let response = app
+        .client
+        .post(format!("{}/v1/notifications", app.base))
+        .bearer_auth(API_KEY)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    let replay: Value = response.json().await.unwrap();
+    assert_eq!(replay["notifications"], first["notifications"]);
+    assert_eq!(replay["replayed"], true);
+
+    let (_, count) = app.get_as("alice", "/v1/me/unread-count").await;
+    assert_eq!(count["unread_count"], 1);
+
+    let different = json!({"recipients": ["alice"], "type": "other", "idempotency_key": "order-1"});
+    let (status, body) = app.backend_post("/v1/notifications", &different).await;
+    assert_eq!(status, 409);
+    assert_eq!(error_code(&body), "conflict");
+}
+
+#[tokio::test]
+async fn concurrent_repeats_of_one_idempotency_key_store_it_once() {
+    let app = spawn_app().await;
+    let request = json!({"recipients": ["alice"], "type": "t", "idempotency_key": "race"});
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = app.client.clone();
+        let url = format!("{}/v1/notifications", app.base);
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(API_KEY)
+                .json(&request)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (status, body["notifications"][0]["id"].clone())
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        let (status, id) = task.await.unwrap();
+        assert!(status == 200 || status == 201);
+        ids.push(id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every caller got the same notification");
+    let (_, count) = app.get_as("alice", "/v1/me/unread-count").await;
+    assert_eq!(count["unread_count"], 1);
+}
+
+#[tokio::test]
+async fn bad_ids_and_limits_on_the_client_api_are_422() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .post_as(
+            "alice",
+            "/v1/me/notifications/read",
+            json!({"ids": ["nope"]}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(body["error"]["fields"].get("ids[0]").is_some(), "{body}");
+    let (status, _) = app.get_as("alice", "/v1/me/notifications?limit=0").await;
+    assert_eq!(status, 422);
+    let (status, _) = app.get_as("alice", "/v1/me/notifications?cursor=abc").await;
+    assert_eq!(status, 422);
+    let (status, body) = app.get_as("alice", "/v1/me/notifications?bogus=1").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app.get_as("alice", "/v1/nowhere").await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body), "not_found");
+}

@@ -1,0 +1,20 @@
+//! Belfry's integration tests: one binary, every test against a real server on a random port
+//! with its own SQLite database, over real sockets.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
+
+mod support;
+
+mod auth;
+mod errors;
+mod inbox;
+mod lifecycle;
+mod live_ws;
+mod poll;
+mod resume;
+mod slow;
+mod sse;

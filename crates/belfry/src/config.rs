@@ -403,6 +403,48 @@ mod tests {
         assert_eq!(config.ws.outbox_frames, 8);
     }
 
+    /// Every key of the configuration is documented in docs/config.md, and vice versa.
+    #[test]
+    fn docs_config_md_lists_exactly_the_configuration_keys() {
+        let docs = include_str!("../../../docs/config.md");
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys = std::collections::BTreeSet::new();
+        for (key, v) in value.as_table().unwrap() {
+            match v.as_table() {
+                Some(section) => {
+                    for sub in section.keys() {
+                        keys.insert((format!("[{key}]"), sub.clone()));
+                    }
+                }
+                None => {
+                    keys.insert((String::new(), key.clone()));
+                }
+            }
+        }
+        // Optional settings are unset by default and so absent from the TOML value.
+        for optional in [
+            "jwt_secret",
+            "jwt_public_key",
+            "jwks_url",
+            "audience",
+            "issuer",
+        ] {
+            keys.insert(("[auth]".into(), optional.into()));
+        }
+        for (section, key) in &keys {
+            assert!(
+                docs.contains(&format!("| `{key}` |")),
+                "docs/config.md does not document {section} {key}"
+            );
+        }
+        let documented = docs.lines().filter(|l| l.starts_with("| `")).count();
+        assert_eq!(
+            documented,
+            keys.len(),
+            "docs/config.md lists keys the code does not have"
+        );
+    }
+
     #[test]
     fn unknown_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();

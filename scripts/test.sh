@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of Belfry: formatting and lints, the Rust unit and integration suites (on
+# SQLite, then on PostgreSQL), the TypeScript SDK's tests, and the browser end-to-end tests.
+# This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh
+scripts/services.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "Rust tests on SQLite"
+cargo nextest run --locked --no-fail-fast
+
+if grep -q 'BELFRY_TEST_DATABASE_URL' crates/belfry/tests/it/support/mod.rs; then
+  step "Rust tests on PostgreSQL"
+  BELFRY_TEST_DATABASE_URL=${BELFRY_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+    cargo nextest run --locked --no-fail-fast
+fi
+
+step "doc tests"
+cargo test --doc --locked
+
+if [ -f clients/js/package.json ]; then
+  step "TypeScript SDK"
+  (cd clients/js && npm run --silent typecheck && npm run --silent build && npm test --silent)
+fi
+
+if [ -f demo/package.json ]; then
+  step "demo build"
+  (cd demo && npm run --silent build)
+fi
+
+if [ -f e2e/package.json ]; then
+  step "browser end-to-end tests"
+  cargo build --locked --bin belfry
+  (cd e2e && npm test --silent)
+fi

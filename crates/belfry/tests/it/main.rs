@@ -10,6 +10,7 @@
 mod support;
 
 mod auth;
+mod auth_keys;
 mod errors;
 mod inbox;
 mod lifecycle;

@@ -57,7 +57,9 @@ impl Feed {
     ) -> Result<(Self, Event), OpenError> {
         let registration = hub.register(user)?;
         let counts = store.counts(user).await?;
-        let last_sent = since.unwrap_or(counts.last_seq).max(0);
+        // A `since` beyond the user's last seq (a client of a database that was reset) is
+        // treated as "up to date"; the hello's `last_seq` lets such a client notice.
+        let last_sent = since.unwrap_or(counts.last_seq).clamp(0, counts.last_seq);
         let hello = ServerFrame::Hello {
             v: VERSION,
             conn_id: format!("c{}", registration.id()),

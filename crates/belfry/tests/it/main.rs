@@ -11,6 +11,7 @@ mod support;
 
 mod auth;
 mod auth_keys;
+mod cli;
 mod errors;
 mod inbox;
 mod lifecycle;

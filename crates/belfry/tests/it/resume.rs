@@ -123,3 +123,19 @@ async fn resume_loses_and_repeats_nothing_while_publishing_races_reconnects() {
         "the test must actually reconnect ({reconnects})"
     );
 }
+
+#[tokio::test]
+async fn a_since_beyond_the_last_seq_still_gets_new_notifications() {
+    let app = spawn_app().await;
+    app.notify("alice", "t", json!({})).await;
+    // A client that remembers seq 50 from a database that has since been reset.
+    let (mut ws, hello) = app.ws_ready("alice", Some(50)).await;
+    assert_eq!(
+        hello["last_seq"], 1,
+        "hello tells the client where the server is"
+    );
+    app.notify("alice", "after.reset", json!({})).await;
+    let frame = ws.next_json().await;
+    assert_eq!(frame["seq"], 2);
+    assert_eq!(frame["notification"]["type"], "after.reset");
+}

@@ -1,0 +1,130 @@
+//! The `belfry` binary's own commands, run as a user would.
+
+use std::process::Command;
+
+use crate::support::spawn_app;
+
+fn belfry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_belfry"))
+}
+
+fn write_config(dir: &std::path::Path, base_url_listen: &str) -> std::path::PathBuf {
+    let file = dir.join("belfry.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"{base_url_listen}\"\n[auth]\napi_keys = [\"{}\"]\njwt_secret = \"{}\"\n",
+            crate::support::API_KEY,
+            crate::support::JWT_SECRET
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[tokio::test]
+async fn token_mints_a_token_the_server_accepts_and_notify_calls_the_api() {
+    let app = spawn_app().await;
+    let listen = app.base.trim_start_matches("http://").to_owned();
+    let config = write_config(app.dir.path(), &listen);
+
+    let output = belfry()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "token",
+            "--user",
+            "42",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let response = app
+        .client
+        .get(format!("{}/v1/me/unread-count", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let output = tokio::task::spawn_blocking(move || {
+        belfry()
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "notify",
+                "--user",
+                "42",
+            ])
+            .args(["--type", "cli.test", "--data", r#"{"from":"cli"}"#])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let (_, page) = app.get_as("42", "/v1/me/notifications").await;
+    assert_eq!(page["notifications"][0]["type"], "cli.test");
+    assert_eq!(page["notifications"][0]["data"]["from"], "cli");
+}
+
+#[test]
+fn notify_with_bad_json_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "127.0.0.1:9");
+    let output = belfry()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "notify",
+            "--user",
+            "1",
+            "--type",
+            "t",
+        ])
+        .args(["--data", "{oops"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--data is not JSON"), "{stderr}");
+}
+
+#[test]
+fn print_config_shows_effective_values_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "127.0.0.1:9999");
+    let output = belfry()
+        .args(["--config", config.to_str().unwrap(), "print-config"])
+        .env("BELFRY_WS__OUTBOX_FRAMES", "77")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:9999\""), "{text}");
+    assert!(
+        text.contains("outbox_frames = 77"),
+        "env overrides the file: {text}"
+    );
+    assert!(!text.contains(crate::support::JWT_SECRET));
+    assert!(!text.contains(crate::support::API_KEY));
+}
+
+#[test]
+fn migrate_creates_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sub/belfry.db");
+    let output = belfry()
+        .args([
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+            "migrate",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(db.exists());
+}

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, AuthError};
-use crate::broker::LocalBroker;
-use crate::config::Config;
+use crate::broker::{Broker, BrokerError, LocalBroker, NatsBroker, RedisBroker};
+use crate::config::{BrokerKind, Config};
 use crate::demo::Blog;
 use crate::hub::Hub;
 use crate::notifier::Notifier;
@@ -37,6 +37,9 @@ pub enum AppError {
         /// Why.
         source: std::io::Error,
     },
+    /// The broker could not be set up.
+    #[error("broker: {0}")]
+    Broker(#[from] BrokerError),
     /// The database URL names an unsupported backend.
     #[error("unsupported database_url `{0}`: use sqlite://PATH")]
     UnsupportedDatabase(String),
@@ -53,6 +56,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Store-then-publish.
     pub notifier: Arc<Notifier>,
+    /// Fan-out between nodes.
+    pub broker: Arc<dyn Broker>,
     /// Credential checks.
     pub auth: Arc<Auth>,
     /// Metrics registry.
@@ -91,10 +96,10 @@ impl App {
             config.ws.max_connections_per_user,
             Arc::clone(&metrics),
         ));
-        let broker = Arc::new(LocalBroker::new(Arc::clone(&hub)));
+        let broker = open_broker(&config, &hub, &metrics, &shutdown).await?;
         let notifier = Arc::new(Notifier::new(
             Arc::clone(&store),
-            broker,
+            Arc::clone(&broker),
             Arc::clone(&metrics),
         ));
         let auth = Arc::new(Auth::new(&config.auth)?);
@@ -122,6 +127,7 @@ impl App {
             store,
             hub,
             notifier,
+            broker,
             auth,
             metrics,
             shutdown,
@@ -177,6 +183,32 @@ impl App {
         tracing::info!("belfry stopped");
         served.map_err(|source| AppError::Listen { addr, source })
     }
+}
+
+async fn open_broker(
+    config: &Config,
+    hub: &Arc<Hub>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Arc<dyn Broker>, AppError> {
+    let settings = &config.broker;
+    let url = settings.url.as_deref().unwrap_or_default();
+    let hub = Arc::clone(hub);
+    let metrics = Arc::clone(metrics);
+    let shutdown = shutdown.child_token();
+    Ok(match settings.kind {
+        BrokerKind::Local => Arc::new(LocalBroker::new(hub)),
+        BrokerKind::Redis => Arc::new(RedisBroker::start(
+            url,
+            &settings.prefix,
+            hub,
+            metrics,
+            shutdown,
+        )?),
+        BrokerKind::Nats => Arc::new(
+            NatsBroker::start(url, &settings.prefix, hub, metrics, shutdown).await?,
+        ),
+    })
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {

@@ -343,6 +343,27 @@ pub struct Event {
     pub published_at: Option<std::time::Instant>,
 }
 
+impl Event {
+    /// The frame type of a resync marker.
+    pub const RESYNC: &'static str = "resync";
+
+    /// A node-internal marker, never sent to clients: "re-read the store, events may have been
+    /// missed". Sessions consume it.
+    pub fn resync() -> Self {
+        Event {
+            seq: None,
+            kind: Self::RESYNC,
+            json: Arc::from(""),
+            published_at: None,
+        }
+    }
+
+    /// True for the resync marker.
+    pub fn is_resync(&self) -> bool {
+        self.kind == Self::RESYNC
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

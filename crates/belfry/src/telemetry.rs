@@ -41,6 +41,8 @@ pub struct Metrics {
     pub slow_disconnects: Counter,
     /// Requests answered 503 because the store was unavailable.
     pub store_unavailable: Counter,
+    /// Messages for other nodes dropped because the broker was unreachable or its queue full.
+    pub broker_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -61,6 +63,7 @@ impl Metrics {
         ]);
         let slow_disconnects = Counter::default();
         let store_unavailable = Counter::default();
+        let broker_dropped = Counter::default();
         registry.register(
             "connections",
             "Live connections on this node",
@@ -91,6 +94,11 @@ impl Metrics {
             "Requests refused with 503 because the store was unavailable",
             store_unavailable.clone(),
         );
+        registry.register(
+            "broker_dropped",
+            "Messages for other nodes dropped because the broker was unreachable",
+            broker_dropped.clone(),
+        );
         Self {
             registry,
             connections,
@@ -99,6 +107,7 @@ impl Metrics {
             delivery_latency,
             slow_disconnects,
             store_unavailable,
+            broker_dropped,
         }
     }
 

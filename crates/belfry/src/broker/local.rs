@@ -27,4 +27,8 @@ impl Broker for LocalBroker {
         self.hub.deliver(user, &event);
         Ok(())
     }
+
+    async fn watch(&self, _user: &UserId) {}
+
+    fn unwatch(&self, _user: &UserId) {}
 }

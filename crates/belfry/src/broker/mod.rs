@@ -3,11 +3,17 @@
 //!
 //! It owns fan-out between nodes and nothing else: it never stores, never decides who may see
 //! what, and never knows about sockets or HTTP. Delivery through a broker is **at most once**:
-//! an event can be lost (a broker restart, a full outbox) but never invented. That is safe
+//! an event can be lost (a broker restart, a full queue) but never invented. That is safe
 //! because the store is the source of truth: sessions fill any `seq` gap from the store, and
-//! clients resume with `since`.
+//! after a broker reconnect every session of the node re-reads the store (a *resync*).
+//!
+//! A node only receives what its connected users need: sessions `watch` their user while they
+//! live, and the Redis and NATS brokers subscribe per user (see docs/operations.md).
 
 mod local;
+mod nats;
+mod redis;
+mod wire;
 
 use std::sync::Arc;
 
@@ -17,9 +23,11 @@ use crate::model::UserId;
 use crate::protocol::Event;
 
 pub use local::LocalBroker;
+pub use nats::NatsBroker;
+pub use redis::RedisBroker;
 
-/// Why a publish did not reach the broker. Publishing happens after the store committed, so the
-/// notification is safe either way; connected clients catch up through gap filling and resume.
+/// Why a broker operation failed. Publishing happens after the store committed, so the
+/// notification is safe either way.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// The broker cannot be reached right now.
@@ -29,10 +37,43 @@ pub enum BrokerError {
 
 /// Fan-out between nodes.
 ///
-/// Guarantees: at most once; events published by one caller for one user arrive in the order
-/// they were published. No order is promised between different publishers.
+/// Guarantees: at most once; the events one node publishes for one user arrive at each other
+/// node in the order they were published. Nothing is promised between different publishers
+/// (sessions order by `seq` themselves). `publish` never waits for the network: remote
+/// delivery is queued.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Sends `event` to every node with a connection of `user` (this node included).
+    /// Delivers `event` to `user`'s connections on this node and queues it for the other nodes.
     async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError>;
+
+    /// Makes this node receive `user`'s events from other nodes (counted: every `watch` needs an
+    /// `unwatch`). Returns once the subscription is active, or at once while the broker is
+    /// unreachable (a resync follows the reconnect).
+    async fn watch(&self, user: &UserId);
+
+    /// Undoes one `watch`.
+    fn unwatch(&self, user: &UserId);
+}
+
+/// A counted `watch` that is undone when dropped. Sessions hold one for their lifetime.
+pub struct Watch {
+    broker: Arc<dyn Broker>,
+    user: UserId,
+}
+
+impl Watch {
+    /// Watches `user` until the returned guard is dropped.
+    pub async fn start(broker: &Arc<dyn Broker>, user: &UserId) -> Self {
+        broker.watch(user).await;
+        Self {
+            broker: Arc::clone(broker),
+            user: user.clone(),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.broker.unwatch(&self.user);
+    }
 }

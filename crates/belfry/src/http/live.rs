@@ -127,15 +127,7 @@ pub async fn sse(
         None => params.since,
     };
     let heartbeat = Duration::from_secs(state.config.ws.heartbeat_interval_secs);
-    let heartbeat_ms = u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX);
-    let (feed, hello) = Feed::open(
-        &state.hub,
-        state.store.clone(),
-        &user.id,
-        since,
-        heartbeat_ms,
-    )
-    .await?;
+    let (feed, hello) = Feed::open(&state, &user.id, since).await?;
     let stream = transport::sse::stream(state, feed, hello);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("ping"))

@@ -133,6 +133,25 @@ impl Hub {
         delivered
     }
 
+    /// Tells every connection on this node to re-read its feed from the store (after a broker
+    /// reconnect, when events may have been missed). A connection whose outbox is full is
+    /// marked slow instead; it resumes on reconnect, which re-reads the store too.
+    pub fn resync_all(&self) {
+        let event = Arc::new(Event::resync());
+        for shard in self.shards.iter() {
+            let shard = match shard.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            for conn in shard.values().flatten() {
+                if conn.outbox.try_send(Arc::clone(&event)).is_err() && !conn.slow.is_cancelled() {
+                    conn.slow.cancel();
+                    self.metrics.slow_disconnects.inc();
+                }
+            }
+        }
+    }
+
     /// Live connections of `user` on this node.
     pub fn connections_of(&self, user: &UserId) -> usize {
         self.shard(user).get(user).map_or(0, Vec::len)

@@ -13,7 +13,9 @@ pub mod ws;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::hub::{Hub, RegisterError, Registration};
+use crate::app::AppState;
+use crate::broker::Watch;
+use crate::hub::{RegisterError, Registration};
 use crate::model::{Notification, Seq, UserId};
 use crate::protocol::{Event, ServerFrame, VERSION};
 use crate::store::{Store, StoreError};
@@ -34,12 +36,14 @@ pub enum OpenError {
 
 /// One connection's ordered, gap-free stream of events for one user.
 ///
-/// Opening registers with the hub *first* and reads the store *second*, so every notification
-/// is either in the store read or in the outbox (or both, and then deduplicated by `seq`).
+/// Opening registers with the hub *first*, makes the broker deliver the user's events to this
+/// node *second*, and reads the store *last*, so every notification is either in the store read
+/// or in the outbox (or both, and then deduplicated by `seq`).
 pub struct Feed {
     user: UserId,
     store: Arc<dyn Store>,
     registration: Registration,
+    _watch: Watch,
     last_sent: Seq,
     catching_up: bool,
     pending: VecDeque<Arc<Event>>,
@@ -49,13 +53,19 @@ impl Feed {
     /// Opens a feed resuming after `since` (or starting at the user's latest notification).
     /// Returns the feed and its `hello` frame.
     pub async fn open(
-        hub: &Arc<Hub>,
-        store: Arc<dyn Store>,
+        state: &AppState,
         user: &UserId,
         since: Option<Seq>,
-        heartbeat_ms: u64,
     ) -> Result<(Self, Event), OpenError> {
-        let registration = hub.register(user)?;
+        let heartbeat_ms = state
+            .config
+            .ws
+            .heartbeat_interval_secs
+            .saturating_mul(1000);
+        let store = Arc::clone(&state.store);
+        // Order matters: hub first, broker second, store last (see the type's doc).
+        let registration = state.hub.register(user)?;
+        let watch = Watch::start(&state.broker, user).await;
         let counts = store.counts(user).await?;
         // A `since` beyond the user's last seq (a client of a database that was reset) is
         // treated as "up to date"; the hello's `last_seq` lets such a client notice.
@@ -73,6 +83,7 @@ impl Feed {
             user: user.clone(),
             store,
             registration,
+            _watch: watch,
             last_sent,
             catching_up: last_sent < counts.last_seq,
             pending: VecDeque::new(),
@@ -104,6 +115,10 @@ impl Feed {
             let Some(event) = self.registration.outbox.recv().await else {
                 return Ok(None);
             };
+            if event.is_resync() {
+                self.catching_up = true;
+                continue;
+            }
             match event.seq {
                 None => return Ok(Some(event)),
                 Some(seq) if seq <= self.last_sent => continue,

@@ -43,6 +43,7 @@ pub async fn poll(
     // Register before reading, so a notification committed between the read and the wait
     // still wakes this poll.
     let mut registration = state.hub.register(user)?;
+    let watch = crate::broker::Watch::start(&state.broker, user).await;
     let mut notifications = state.store.after(user, after, None, POLL_LIMIT).await?;
     if notifications.is_empty() {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -52,7 +53,7 @@ pub async fn poll(
                 () = tokio::time::sleep_until(deadline) => false,
                 () = registration.slow.cancelled() => true,
                 event = registration.outbox.recv() => match event {
-                    Some(event) => event.seq.is_some_and(|seq| seq > after),
+                    Some(event) => event.is_resync() || event.seq.is_some_and(|seq| seq > after),
                     None => false,
                 },
             };
@@ -64,6 +65,7 @@ pub async fn poll(
             }
         }
     }
+    drop(watch);
     drop(registration);
     let counts = state.store.counts(user).await?;
     let last_seq = notifications.last().map_or(after, |n| n.seq);

@@ -81,16 +81,7 @@ where
         Err(stop) => return stop,
     };
     let heartbeat = Duration::from_secs(state.config.ws.heartbeat_interval_secs);
-    let heartbeat_ms = u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX);
-    let (mut feed, hello) = match Feed::open(
-        &state.hub,
-        Arc::clone(&state.store),
-        &user.id,
-        since,
-        heartbeat_ms,
-    )
-    .await
-    {
+    let (mut feed, hello) = match Feed::open(state, &user.id, since).await {
         Ok(opened) => opened,
         Err(OpenError::Register(RegisterError::TooManyConnections(_))) => {
             return Stop::Close(CloseCode::TooManyConnections);

@@ -13,6 +13,7 @@ mod auth;
 mod auth_keys;
 mod cli;
 mod errors;
+mod fanout;
 mod inbox;
 mod lifecycle;
 mod live_ws;

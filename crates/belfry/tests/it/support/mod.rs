@@ -74,7 +74,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     start(config, dir).await
 }
 
-async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
+pub async fn start(config: Config, dir: Arc<TempDir>) -> TestApp {
     init_logs();
     let shutdown = CancellationToken::new();
     let app = App::build(config.clone(), shutdown.clone()).await.unwrap();

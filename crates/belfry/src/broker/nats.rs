@@ -1,0 +1,169 @@
+//! NATS fan-out: one subject per user (`<prefix>.u.<hex of the user id>`, since user ids may
+//! contain `.`, `*` or `>`), subscribed by a node only while it has a session of that user.
+//!
+//! The NATS client reconnects and resubscribes on its own; each time it (re)connects, the hub
+//! resyncs every session from the store, so events published while the link was down are not
+//! missed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamMap;
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{self, Watchers};
+use super::{Broker, BrokerError};
+use crate::hub::Hub;
+use crate::model::UserId;
+use crate::protocol::Event;
+use crate::telemetry::Metrics;
+
+enum Command {
+    Watch(UserId, oneshot::Sender<()>),
+    Unwatch(UserId),
+}
+
+/// Fan-out through NATS core subjects.
+pub struct NatsBroker {
+    node: String,
+    prefix: String,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    client: async_nats::Client,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+fn subject(prefix: &str, user: &UserId) -> String {
+    let mut hex = String::with_capacity(user.as_str().len() * 2);
+    for byte in user.as_str().bytes() {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    format!("{prefix}.u.{hex}")
+}
+
+impl NatsBroker {
+    /// Connects (retrying in the background when the server is down) and starts the subscriber
+    /// task, which stops when `shutdown` is cancelled.
+    pub async fn start(
+        url: &str,
+        prefix: &str,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, BrokerError> {
+        let resync_hub = Arc::clone(&hub);
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let hub = Arc::clone(&resync_hub);
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("nats connected: resyncing sessions");
+                            hub.resync_all();
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
+                        other => tracing::debug!(event = %other, "nats event"),
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let node = format!("n{}", uuid::Uuid::now_v7().simple());
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_subscriber(
+            client.clone(),
+            node.clone(),
+            prefix.to_owned(),
+            Arc::clone(&hub),
+            command_rx,
+            shutdown,
+        ));
+        Ok(Self {
+            node,
+            prefix: prefix.to_owned(),
+            hub,
+            metrics,
+            client,
+            commands,
+        })
+    }
+}
+
+#[async_trait]
+impl Broker for NatsBroker {
+    async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError> {
+        self.hub.deliver(user, &event);
+        // The client buffers while reconnecting; a full buffer is an error, never a wait.
+        self.client
+            .publish(
+                subject(&self.prefix, user),
+                wire::encode(&self.node, &event).into(),
+            )
+            .await
+            .map_err(|e| {
+                self.metrics.broker_dropped.inc();
+                BrokerError::Unavailable(e.to_string())
+            })
+    }
+
+    async fn watch(&self, user: &UserId) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Watch(user.clone(), done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    fn unwatch(&self, user: &UserId) {
+        let _ = self.commands.send(Command::Unwatch(user.clone()));
+    }
+}
+
+async fn run_subscriber(
+    client: async_nats::Client,
+    node: String,
+    prefix: String,
+    hub: Arc<Hub>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shutdown: CancellationToken,
+) {
+    let mut watchers = Watchers::default();
+    let mut subscriptions: StreamMap<UserId, async_nats::Subscriber> = StreamMap::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Watch(user, done)) => {
+                    if watchers.add(&user) {
+                        match client.subscribe(subject(&prefix, &user)).await {
+                            Ok(subscriber) => {
+                                // Flush so the server has the subscription before we answer.
+                                if let Err(e) = client.flush().await {
+                                    tracing::warn!(error = %e, "nats flush failed");
+                                }
+                                subscriptions.insert(user, subscriber);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "nats subscribe failed"),
+                        }
+                    }
+                    let _ = done.send(());
+                }
+                Some(Command::Unwatch(user)) => {
+                    if watchers.remove(&user) {
+                        // Dropping the subscriber unsubscribes.
+                        subscriptions.remove(&user);
+                    }
+                }
+            },
+            Some((user, message)) = subscriptions.next(), if !subscriptions.is_empty() => {
+                if let Some(event) = wire::decode(&node, &message.payload) {
+                    hub.deliver(&user, &Arc::new(event));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Redis pub/sub fan-out: one channel per user (`<prefix>:u:<user id>`), subscribed by a node
+//! only while it has a session of that user.
+//!
+//! Two tasks per node: a publisher that pipelines queued messages over one connection, and a
+//! subscriber that owns a pub/sub connection. Both reconnect with backoff on their own; after the
+//! subscriber reconnects it resubscribes every watched user and asks the hub to resync every
+//! session from the store, so events published while it was away are not missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{self, Watchers};
+use super::{Broker, BrokerError};
+use crate::hub::Hub;
+use crate::model::UserId;
+use crate::protocol::Event;
+use crate::telemetry::Metrics;
+
+/// Queued messages per node before publishing drops (and counts) new ones.
+const PUBLISH_QUEUE: usize = 65_536;
+/// Most messages sent in one pipeline.
+const PIPELINE: usize = 512;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+enum Command {
+    Watch(UserId, oneshot::Sender<()>),
+    Unwatch(UserId),
+}
+
+/// Fan-out through Redis pub/sub.
+pub struct RedisBroker {
+    node: String,
+    prefix: String,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    outgoing: mpsc::Sender<(String, Vec<u8>)>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl RedisBroker {
+    /// Starts the publisher and subscriber tasks; they stop when `shutdown` is cancelled.
+    /// Never fails on an unreachable Redis: it keeps retrying in the background.
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, BrokerError> {
+        let client =
+            redis::Client::open(url).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let node = format!("n{}", uuid::Uuid::now_v7().simple());
+        let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_publisher(
+            client.clone(),
+            queue,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ));
+        tokio::spawn(run_subscriber(Subscriber {
+            client,
+            node: node.clone(),
+            prefix: prefix.to_owned(),
+            hub: Arc::clone(&hub),
+            commands: command_rx,
+            watchers: Watchers::default(),
+            shutdown,
+        }));
+        Ok(Self {
+            node,
+            prefix: prefix.to_owned(),
+            hub,
+            metrics,
+            outgoing,
+            commands,
+        })
+    }
+}
+
+fn channel(prefix: &str, user: &UserId) -> String {
+    format!("{prefix}:u:{user}")
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError> {
+        self.hub.deliver(user, &event);
+        let message = (
+            channel(&self.prefix, user),
+            wire::encode(&self.node, &event),
+        );
+        self.outgoing.try_send(message).map_err(|_| {
+            self.metrics.broker_dropped.inc();
+            BrokerError::Unavailable("publish queue full".into())
+        })
+    }
+
+    async fn watch(&self, user: &UserId) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Watch(user.clone(), done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    fn unwatch(&self, user: &UserId) {
+        let _ = self.commands.send(Command::Unwatch(user.clone()));
+    }
+}
+
+async fn backoff(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
+    let wait = *delay;
+    *delay = (*delay * 2).min(BACKOFF_MAX);
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
+
+async fn run_publisher(
+    client: redis::Client,
+    mut queue: mpsc::Receiver<(String, Vec<u8>)>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut connection = None;
+    let mut delay = BACKOFF_MIN;
+    let mut batch = Vec::with_capacity(PIPELINE);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = queue.recv_many(&mut batch, PIPELINE) => if received == 0 { return },
+        }
+        if connection.is_none() {
+            match client.get_multiplexed_async_connection().await {
+                Ok(c) => {
+                    connection = Some(c);
+                    delay = BACKOFF_MIN;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, dropped = batch.len(), "redis publish: cannot connect");
+                    metrics.broker_dropped.inc_by(batch.len() as u64);
+                    batch.clear();
+                    if !backoff(&mut delay, &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(con) = connection.as_mut() else {
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        for (channel, payload) in batch.drain(..) {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(con).await {
+            tracing::warn!(error = %e, "redis publish failed");
+            metrics.broker_dropped.inc();
+            connection = None;
+        }
+    }
+}
+
+struct Subscriber {
+    client: redis::Client,
+    node: String,
+    prefix: String,
+    hub: Arc<Hub>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    watchers: Watchers,
+    shutdown: CancellationToken,
+}
+
+impl Subscriber {
+    /// Applies a command while disconnected: counts change, nothing is sent.
+    fn count_only(&mut self, command: Command) {
+        match command {
+            Command::Watch(user, done) => {
+                self.watchers.add(&user);
+                let _ = done.send(());
+            }
+            Command::Unwatch(user) => {
+                self.watchers.remove(&user);
+            }
+        }
+    }
+}
+
+async fn run_subscriber(mut s: Subscriber) {
+    let mut delay = BACKOFF_MIN;
+    let mut connected_before = false;
+    loop {
+        let connect = async {
+            let pubsub = s.client.get_async_pubsub().await?;
+            let (mut sink, stream) = pubsub.split();
+            let channels: Vec<String> = s.watchers.users().map(|u| channel(&s.prefix, u)).collect();
+            if !channels.is_empty() {
+                sink.subscribe(channels).await?;
+            }
+            Ok::<_, redis::RedisError>((sink, stream))
+        };
+        let attempt = tokio::select! {
+            () = s.shutdown.cancelled() => return,
+            attempt = connect => attempt,
+        };
+        let (mut sink, mut stream) = match attempt {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis subscribe: cannot connect");
+                let sleep = tokio::time::sleep(delay);
+                delay = (delay * 2).min(BACKOFF_MAX);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        () = s.shutdown.cancelled() => return,
+                        () = &mut sleep => break,
+                        Some(command) = s.commands.recv() => s.count_only(command),
+                    }
+                }
+                continue;
+            }
+        };
+        delay = BACKOFF_MIN;
+        if connected_before {
+            tracing::info!("redis subscriber reconnected: resyncing sessions");
+            s.hub.resync_all();
+        }
+        connected_before = true;
+        loop {
+            tokio::select! {
+                () = s.shutdown.cancelled() => return,
+                command = s.commands.recv() => {
+                    let Some(command) = command else { return };
+                    let sent = match command {
+                        Command::Watch(user, done) => {
+                            let result = if s.watchers.add(&user) {
+                                sink.subscribe(channel(&s.prefix, &user)).await
+                            } else {
+                                Ok(())
+                            };
+                            let _ = done.send(());
+                            result
+                        }
+                        Command::Unwatch(user) => {
+                            if s.watchers.remove(&user) {
+                                sink.unsubscribe(channel(&s.prefix, &user)).await
+                            } else {
+                                Ok(())
+                            }
+                        }
+                    };
+                    if let Err(e) = sent {
+                        tracing::warn!(error = %e, "redis subscription change failed");
+                        break;
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else {
+                        tracing::warn!("redis subscriber disconnected");
+                        break;
+                    };
+                    let channel_name = message.get_channel_name();
+                    let Some(user) = channel_name
+                        .strip_prefix(&s.prefix)
+                        .and_then(|rest| rest.strip_prefix(":u:"))
+                        .and_then(|id| UserId::parse(id).ok())
+                    else {
+                        continue;
+                    };
+                    if let Some(event) = wire::decode(&s.node, message.get_payload_bytes()) {
+                        s.hub.deliver(&user, &Arc::new(event));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -14,6 +14,10 @@ use crate::store::StoreError;
 use crate::transport::OpenError;
 use crate::transport::poll::PollError;
 
+/// Marks a response refused because the store was unavailable (counted in metrics).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unavailable;
+
 /// An error on its way to the client.
 #[derive(Debug)]
 pub struct ApiError {
@@ -95,6 +99,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.extensions_mut().insert(Unavailable);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -11,7 +11,10 @@ mod openapi;
 mod ops;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -48,5 +51,27 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_unavailable,
+        ))
         .with_state(state)
+}
+
+/// Counts the answers that refused work because the store was unreachable.
+async fn count_unavailable(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE && request_was_api(&response) {
+        state.metrics.store_unavailable.inc();
+    }
+    response
+}
+
+/// `/readyz` answers 503 too, without an error body; only API errors carry `ApiError`'s marker.
+fn request_was_api(response: &Response) -> bool {
+    response.extensions().get::<error::Unavailable>().is_some()
 }

@@ -124,3 +124,28 @@ async fn health_readiness_openapi_and_docs_are_served() {
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
 }
+
+#[tokio::test]
+async fn with_the_store_unavailable_the_api_answers_503_and_acknowledges_nothing() {
+    let app = spawn_app().await;
+    app.notify("alice", "before", json!({})).await;
+    app.state.store.close().await;
+
+    let (status, body) = app
+        .backend_post(
+            "/v1/notifications",
+            &json!({"recipients": ["alice"], "type": "t"}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    let (status, _) = app.get_as("alice", "/v1/me/notifications").await;
+    assert_eq!(status, 503);
+    let ready = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = app.metrics().await;
+    assert_eq!(
+        crate::support::metric(&text, "belfry_store_unavailable_total"),
+        2.0
+    );
+}

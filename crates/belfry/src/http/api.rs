@@ -22,9 +22,11 @@ use crate::store::Inserted;
 #[serde(deny_unknown_fields)]
 pub struct NotifyRequest {
     /// Recipient user ids (1–1000, duplicates collapsed).
+    #[schema(value_type = Vec<RecipientId>, min_items = 1, max_items = 1000)]
     recipients: Vec<String>,
     /// Event type, 1–128 chars of `[A-Za-z0-9._:-]`.
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]+$")]
     kind: String,
     /// App data: a JSON object, at most `limits.max_data_bytes` serialised.
     #[serde(default)]
@@ -32,21 +34,30 @@ pub struct NotifyRequest {
     data: Option<serde_json::Value>,
     /// Optional grouping key.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f]+$")]
     group_key: Option<String>,
     /// Optional idempotency key: a repeat within the window creates nothing.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f]+$")]
     idempotency_key: Option<String>,
-    /// Optional expiry (RFC 3339, in the future).
+    /// Optional expiry (RFC 3339). Must be in the future: a time in the past is a 422.
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<OffsetDateTime>,
 }
+
+/// A user id: 1–128 characters, no whitespace or control characters.
+#[derive(ToSchema)]
+#[schema(value_type = String, min_length = 1, max_length = 128, pattern = "^[^\\s\\x00-\\x1f\\x7f]+$")]
+#[allow(dead_code)]
+struct RecipientId(String);
 
 /// Many notifications, stored all or nothing.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// The notifications.
+    #[schema(min_items = 1, max_items = 1000)]
     notifications: Vec<NotifyRequest>,
 }
 

@@ -64,8 +64,15 @@ pub struct UnreadCount {
 #[serde(deny_unknown_fields)]
 pub struct Ids {
     /// Notification ids (UUIDs).
+    #[schema(value_type = Vec<IdText>, max_items = 1000)]
     ids: Vec<String>,
 }
+
+/// A notification id in its text form.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+#[allow(dead_code)]
+struct IdText(String);
 
 /// The result of a state change.
 #[derive(Debug, Serialize, ToSchema)]
@@ -195,7 +202,7 @@ async fn change(
 /// Mark notifications read.
 #[utoipa::path(post, path = "/v1/me/notifications/read", tag = "inbox", request_body = Ids,
     security(("user_jwt" = [])),
-    responses((status = 200, body = Changed), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -207,7 +214,7 @@ pub async fn read(
 /// Mark notifications unread.
 #[utoipa::path(post, path = "/v1/me/notifications/unread", tag = "inbox", request_body = Ids,
     security(("user_jwt" = [])),
-    responses((status = 200, body = Changed), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn unread(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -219,7 +226,7 @@ pub async fn unread(
 /// Mark notifications seen.
 #[utoipa::path(post, path = "/v1/me/notifications/seen", tag = "inbox", request_body = Ids,
     security(("user_jwt" = [])),
-    responses((status = 200, body = Changed), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn seen(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -231,7 +238,7 @@ pub async fn seen(
 /// Archive notifications.
 #[utoipa::path(post, path = "/v1/me/notifications/archive", tag = "inbox", request_body = Ids,
     security(("user_jwt" = [])),
-    responses((status = 200, body = Changed), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn archive(
     State(state): State<AppState>,
     user: CurrentUser,

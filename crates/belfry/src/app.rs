@@ -205,9 +205,9 @@ async fn open_broker(
             metrics,
             shutdown,
         )?),
-        BrokerKind::Nats => Arc::new(
-            NatsBroker::start(url, &settings.prefix, hub, metrics, shutdown).await?,
-        ),
+        BrokerKind::Nats => {
+            Arc::new(NatsBroker::start(url, &settings.prefix, hub, metrics, shutdown).await?)
+        }
     })
 }
 

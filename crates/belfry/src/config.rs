@@ -487,7 +487,10 @@ mod tests {
             .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
             .filter(|k| !code.contains(k))
             .collect();
-        assert!(extra.is_empty(), "docs/config.md lists keys the code does not have: {extra:?}");
+        assert!(
+            extra.is_empty(),
+            "docs/config.md lists keys the code does not have: {extra:?}"
+        );
     }
 
     #[test]

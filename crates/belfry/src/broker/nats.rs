@@ -112,7 +112,11 @@ impl Broker for NatsBroker {
 
     async fn watch(&self, user: &UserId) {
         let (done, wait) = oneshot::channel();
-        if self.commands.send(Command::Watch(user.clone(), done)).is_ok() {
+        if self
+            .commands
+            .send(Command::Watch(user.clone(), done))
+            .is_ok()
+        {
             let _ = wait.await;
         }
     }

@@ -57,11 +57,7 @@ impl Feed {
         user: &UserId,
         since: Option<Seq>,
     ) -> Result<(Self, Event), OpenError> {
-        let heartbeat_ms = state
-            .config
-            .ws
-            .heartbeat_interval_secs
-            .saturating_mul(1000);
+        let heartbeat_ms = state.config.ws.heartbeat_interval_secs.saturating_mul(1000);
         let store = Arc::clone(&state.store);
         // Order matters: hub first, broker second, store last (see the type's doc).
         let registration = state.hub.register(user)?;

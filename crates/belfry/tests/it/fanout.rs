@@ -35,14 +35,19 @@ async fn a_notification_posted_to_one_node_reaches_tabs_on_every_node(kind: Brok
     let (mut on_c, _) = nodes[2].ws_ready("alice", None).await;
     let (mut bob_on_c, _) = nodes[2].ws_ready("bob", None).await;
 
-    nodes[0].notify("alice", "cross.node", json!({"n": 1})).await;
+    nodes[0]
+        .notify("alice", "cross.node", json!({"n": 1}))
+        .await;
     for tab in [&mut on_b, &mut on_c] {
         let frame = tab.next_of("notification").await;
         assert_eq!(frame["notification"]["type"], "cross.node");
         assert_eq!(frame["seq"], 1);
     }
     nodes[1].notify("bob", "for.bob", json!({})).await;
-    assert_eq!(bob_on_c.next_of("notification").await["notification"]["type"], "for.bob");
+    assert_eq!(
+        bob_on_c.next_of("notification").await["notification"]["type"],
+        "for.bob"
+    );
 
     // read-all on node B reaches the tab on node C.
     let (status, _) = nodes[1]
@@ -56,7 +61,8 @@ async fn a_notification_posted_to_one_node_reaches_tabs_on_every_node(kind: Brok
 
 #[tokio::test]
 async fn redis_fanout_reaches_every_node_and_syncs_read_state() {
-    a_notification_posted_to_one_node_reaches_tabs_on_every_node(BrokerKind::Redis, REDIS_URL).await;
+    a_notification_posted_to_one_node_reaches_tabs_on_every_node(BrokerKind::Redis, REDIS_URL)
+        .await;
 }
 
 #[tokio::test]
@@ -113,14 +119,24 @@ impl OwnRedis {
 
     async fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/install-deps.sh)");
         wait_until("redis answers", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop)
         })
         .await;
         Self { port, child }
@@ -161,7 +177,11 @@ async fn a_redis_restart_during_a_publish_stream_loses_nothing() {
     let mut restarted = false;
     let deadline = tokio::time::Instant::now() + DEADLINE * 3;
     while seen.len() < total {
-        assert!(tokio::time::Instant::now() < deadline, "stuck after {:?}", seen.last());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck after {:?}",
+            seen.last()
+        );
         if !restarted && seen.len() >= 30 {
             redis.kill();
             // Publish some while Redis is down, then bring it back on the same port.
@@ -184,7 +204,10 @@ async fn a_redis_restart_during_a_publish_stream_loses_nothing() {
     }
     publisher.await.unwrap();
     let expected: Vec<i64> = (1..=total as i64).collect();
-    assert_eq!(seen, expected, "every notification once, in order, across the restart");
+    assert_eq!(
+        seen, expected,
+        "every notification once, in order, across the restart"
+    );
     assert!(restarted);
 }
 
@@ -217,7 +240,15 @@ async fn a_node_killed_with_sigkill_loses_nothing_it_acknowledged() {
     let ready = || {
         let client = client.clone();
         let url = format!("{base}/readyz");
-        async move { client.get(url).send().await.ok().filter(|r| r.status() == 200).map(drop) }
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(drop)
+        }
     };
     let mut node = spawn();
     wait_until("the node is ready", &ready).await;
@@ -239,7 +270,9 @@ async fn a_node_killed_with_sigkill_loses_nothing_it_acknowledged() {
                 if response.status() != 201 {
                     break;
                 }
-                let Ok(body) = response.json::<serde_json::Value>().await else { break };
+                let Ok(body) = response.json::<serde_json::Value>().await else {
+                    break;
+                };
                 let id = body["notifications"][0]["id"].as_str().unwrap().to_owned();
                 acked.lock().unwrap().push(id);
             }
@@ -292,6 +325,10 @@ async fn a_node_killed_with_sigkill_loses_nothing_it_acknowledged() {
     node.kill().unwrap();
     node.wait().unwrap();
     let missing: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged but lost: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged but lost: {missing:?}",
+        missing.len()
+    );
     assert!(acked.len() >= 50);
 }

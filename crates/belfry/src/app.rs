@@ -14,6 +14,7 @@ use crate::config::{BrokerKind, Config};
 use crate::demo::Blog;
 use crate::hub::Hub;
 use crate::notifier::Notifier;
+use crate::ratelimit::RateLimits;
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -60,6 +61,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     /// Credential checks.
     pub auth: Arc<Auth>,
+    /// Backend API rate limits.
+    pub rate_limits: Arc<RateLimits>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down; sessions close with 4010.
@@ -103,6 +106,8 @@ impl App {
             Arc::clone(&metrics),
         ));
         let auth = Arc::new(Auth::new(&config.auth)?);
+        let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
+        spawn_pruning(Arc::clone(&rate_limits), shutdown.child_token());
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -129,6 +134,7 @@ impl App {
             notifier,
             broker,
             auth,
+            rate_limits,
             metrics,
             shutdown,
             tasks: TaskTracker::new(),
@@ -183,6 +189,19 @@ impl App {
         tracing::info!("belfry stopped");
         served.map_err(|source| AppError::Listen { addr, source })
     }
+}
+
+/// Forgets idle rate-limit keys once a minute, until shutdown.
+fn spawn_pruning(limits: Arc<RateLimits>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = every.tick() => limits.prune(),
+            }
+        }
+    });
 }
 
 async fn open_broker(

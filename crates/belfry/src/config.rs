@@ -48,6 +48,8 @@ pub struct Config {
     pub poll: PollConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// Rate limits on the backend API.
+    pub rate_limits: RateLimitConfig,
     /// Store tuning.
     pub store: StoreConfig,
     /// Logging.
@@ -64,6 +66,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             poll: PollConfig::default(),
             limits: LimitsConfig::default(),
+            rate_limits: RateLimitConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
         }
@@ -234,6 +237,20 @@ impl Default for LimitsConfig {
             idempotency_window_secs: 24 * 3600,
         }
     }
+}
+
+/// Rate limits on the backend API; `0` turns a limit off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per minute per API key. Default 0 (off).
+    pub api_key_per_minute: u32,
+    /// Requests an API key may send at once. Default: `api_key_per_minute`.
+    pub api_key_burst: u32,
+    /// Notifications per minute per recipient. Default 0 (off).
+    pub recipient_per_minute: u32,
+    /// Notifications a recipient may get at once. Default: `recipient_per_minute`.
+    pub recipient_burst: u32,
 }
 
 /// Store tuning.

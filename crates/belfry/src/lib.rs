@@ -15,6 +15,7 @@
 //! | [`transport`] | session loops: ordered, gap-free feeds over WS/SSE/poll |
 //! | [`protocol`] | wire frames and the close/error code catalogue |
 //! | [`auth`] | API keys and user JWTs |
+//! | [`ratelimit`] | per-API-key and per-recipient rate limits |
 //! | [`http`] | routes, extractors, the single error → HTTP mapping, OpenAPI |
 //! | [`app`] | wiring, listener, graceful shutdown |
 //! | [`config`] | the typed, layered configuration |
@@ -31,6 +32,7 @@ pub mod hub;
 pub mod model;
 pub mod notifier;
 pub mod protocol;
+pub mod ratelimit;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

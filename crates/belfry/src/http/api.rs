@@ -183,6 +183,7 @@ fn respond(inserted: Inserted) -> NotifyResponse {
         (status = 409, description = "Idempotency key reused", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody),
         (status = 422, description = "Invalid values", body = super::error::ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = super::error::ErrorBody),
         (status = 503, description = "Database unavailable; nothing stored", body = super::error::ErrorBody),
     )
 )]
@@ -195,6 +196,7 @@ pub async fn notify(
     let Some(new) = validate(request, &state.config.limits, "", &mut fields) else {
         return Err(ApiError::validation(fields));
     };
+    state.rate_limits.recipients(&new.recipients)?;
     let inserted = state
         .notifier
         .notify(vec![new])
@@ -229,6 +231,7 @@ pub async fn notify(
         (status = 401, description = "Bad API key", body = super::error::ErrorBody),
         (status = 409, description = "Idempotency key reused", body = super::error::ErrorBody),
         (status = 422, description = "Invalid values; nothing stored", body = super::error::ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = super::error::ErrorBody),
         (status = 503, description = "Database unavailable; nothing stored", body = super::error::ErrorBody),
     )
 )]
@@ -265,6 +268,9 @@ pub async fn batch(
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
+    state
+        .rate_limits
+        .recipients(batch.iter().flat_map(|n| &n.recipients))?;
     let results = state.notifier.notify(batch).await?;
     Ok((
         StatusCode::CREATED,

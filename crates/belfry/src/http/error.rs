@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::protocol::ErrorCode;
+use crate::ratelimit::Limited;
 use crate::store::StoreError;
 use crate::transport::OpenError;
 use crate::transport::poll::PollError;
@@ -24,6 +25,7 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     fields: BTreeMap<String, String>,
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -51,6 +53,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: BTreeMap::new(),
+            retry_after: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl ApiError {
             code: ErrorCode::Validation,
             message,
             fields,
+            retry_after: None,
         }
     }
 
@@ -102,6 +106,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.extensions_mut().insert(Unavailable);
         }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -129,6 +138,19 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "store failure");
                 Self::new(ErrorCode::Internal, "internal error")
             }
+        }
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        let secs = limited.retry_after.as_secs_f64().ceil() as u64;
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(
+                ErrorCode::RateLimited,
+                format!("rate limit reached for {}; retry in {secs} s", limited.what),
+            )
         }
     }
 }

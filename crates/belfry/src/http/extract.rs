@@ -35,6 +35,7 @@ impl FromRequestParts<AppState> for Backend {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = bearer(parts).ok_or(AuthError::Missing)?;
         state.auth.check_api_key(key)?;
+        state.rate_limits.api_key(key)?;
         Ok(Backend)
     }
 }

@@ -18,6 +18,7 @@ mod inbox;
 mod lifecycle;
 mod live_ws;
 mod poll;
+mod ratelimit;
 mod resume;
 mod slow;
 mod sse;

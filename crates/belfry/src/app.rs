@@ -105,6 +105,11 @@ impl App {
             Arc::clone(&broker),
             Arc::clone(&metrics),
         ));
+        crate::rooms::spawn_presence_refresh(
+            Arc::clone(&hub),
+            Arc::clone(&broker),
+            shutdown.child_token(),
+        );
         let auth = Arc::new(Auth::new(&config.auth)?);
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         spawn_pruning(Arc::clone(&rate_limits), shutdown.child_token());

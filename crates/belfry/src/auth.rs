@@ -53,6 +53,64 @@ pub struct Claims {
     /// Issued at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Room patterns the user may join and publish to (`todo:*`, `doc:42`, `*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<String>,
+    /// Room patterns the user may join read-only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms_read: Vec<String>,
+    /// In a room token: the one room it opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// In a room token: whether it allows publishing too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish: bool,
+}
+
+/// What a user may do in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RoomAccess {
+    /// Join, receive messages and presence.
+    Read,
+    /// Also publish.
+    Publish,
+}
+
+/// Room permissions carried by a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomGrants {
+    publish: Vec<String>,
+    read: Vec<String>,
+    ticket: Option<(String, bool)>,
+}
+
+fn pattern_matches(pattern: &str, room: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => room.starts_with(prefix),
+        None => pattern == room,
+    }
+}
+
+impl RoomGrants {
+    /// The best access these grants give to `room`, if any.
+    pub fn access(&self, room: &str) -> Option<RoomAccess> {
+        if let Some((ticket_room, publish)) = &self.ticket
+            && ticket_room == room
+        {
+            return Some(if *publish {
+                RoomAccess::Publish
+            } else {
+                RoomAccess::Read
+            });
+        }
+        if self.publish.iter().any(|p| pattern_matches(p, room)) {
+            Some(RoomAccess::Publish)
+        } else if self.read.iter().any(|p| pattern_matches(p, room)) {
+            Some(RoomAccess::Read)
+        } else {
+            None
+        }
+    }
 }
 
 /// An authenticated user.
@@ -62,6 +120,8 @@ pub struct User {
     pub id: UserId,
     /// Until when the token is valid, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// Room permissions from the token's claims.
+    pub grants: RoomGrants,
 }
 
 struct Jwks {
@@ -227,10 +287,16 @@ impl Auth {
                 _ => AuthError::Invalid("malformed"),
             }
         })?;
-        let id = UserId::parse(data.claims.sub).map_err(|_| AuthError::Invalid("bad sub"))?;
+        let claims = data.claims;
+        let id = UserId::parse(claims.sub).map_err(|_| AuthError::Invalid("bad sub"))?;
         Ok(User {
             id,
-            expires_at: data.claims.exp,
+            expires_at: claims.exp,
+            grants: RoomGrants {
+                publish: claims.rooms,
+                read: claims.rooms_read,
+                ticket: claims.room.map(|room| (room, claims.publish)),
+            },
         })
     }
 
@@ -250,6 +316,16 @@ impl Auth {
 
     /// Mints an HS256 token for `user`, valid for `ttl` (development and the demo).
     pub fn mint(&self, user: &UserId, ttl: Duration) -> Result<(String, u64), AuthError> {
+        self.mint_with(user, ttl, |_| {})
+    }
+
+    /// Like [`Auth::mint`], letting `extra` add claims (room grants, a room ticket).
+    pub fn mint_with(
+        &self,
+        user: &UserId,
+        ttl: Duration,
+        extra: impl FnOnce(&mut Claims),
+    ) -> Result<(String, u64), AuthError> {
         let Some((_, key)) = &self.secret else {
             return Err(AuthError::Config(
                 "minting needs auth.jwt_secret (HS256)".into(),
@@ -260,11 +336,16 @@ impl Auth {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let exp = now + ttl.as_secs();
-        let claims = Claims {
+        let mut claims = Claims {
             sub: user.to_string(),
             exp,
             iat: Some(now),
+            rooms: Vec::new(),
+            rooms_read: Vec::new(),
+            room: None,
+            publish: false,
         };
+        extra(&mut claims);
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
             .map_err(|e| AuthError::Config(format!("cannot sign: {e}")))?;
         Ok((token, exp))

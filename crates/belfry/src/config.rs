@@ -50,6 +50,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Rate limits on the backend API.
     pub rate_limits: RateLimitConfig,
+    /// Rooms.
+    pub rooms: RoomsConfig,
     /// Store tuning.
     pub store: StoreConfig,
     /// Logging.
@@ -67,6 +69,7 @@ impl Default for Config {
             poll: PollConfig::default(),
             limits: LimitsConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            rooms: RoomsConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
         }
@@ -251,6 +254,34 @@ pub struct RateLimitConfig {
     pub recipient_per_minute: u32,
     /// Notifications a recipient may get at once. Default: `recipient_per_minute`.
     pub recipient_burst: u32,
+}
+
+/// Room bounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// Rooms one connection may be in. Default 32.
+    pub max_rooms_per_connection: usize,
+    /// Distinct users one room may hold (tabs of one user count once). Default 1000.
+    pub max_users_per_room: usize,
+    /// Largest room message `data`, serialised, in bytes. Default 16384.
+    pub max_message_bytes: usize,
+    /// Room messages per second one connection may publish; 0 turns the limit off. Default 20.
+    pub publish_per_second: u32,
+    /// Room messages one connection may publish at once. Default 40.
+    pub publish_burst: u32,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            max_rooms_per_connection: 32,
+            max_users_per_room: 1000,
+            max_message_bytes: 16 * 1024,
+            publish_per_second: 20,
+            publish_burst: 40,
+        }
+    }
 }
 
 /// Store tuning.

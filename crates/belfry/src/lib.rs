@@ -15,6 +15,7 @@
 //! | [`transport`] | session loops: ordered, gap-free feeds over WS/SSE/poll |
 //! | [`protocol`] | wire frames and the close/error code catalogue |
 //! | [`auth`] | API keys and user JWTs |
+//! | [`rooms`] | room permissions, bounds, and presence across nodes |
 //! | [`ratelimit`] | per-API-key and per-recipient rate limits |
 //! | [`http`] | routes, extractors, the single error → HTTP mapping, OpenAPI |
 //! | [`app`] | wiring, listener, graceful shutdown |
@@ -33,6 +34,7 @@ pub mod model;
 pub mod notifier;
 pub mod protocol;
 pub mod ratelimit;
+pub mod rooms;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -102,6 +102,29 @@ impl NotificationType {
     }
 }
 
+/// A room name such as `todo:42`: 1–128 chars of `[A-Za-z0-9._:-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RoomName(String);
+
+impl RoomName {
+    /// Parses a room name (the same alphabet as notification types).
+    pub fn parse(value: impl Into<String>) -> Result<Self, ParseError> {
+        NotificationType::parse(value).map(|t| Self(t.0))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A short app-chosen key (group key, idempotency key): 1–256 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]

@@ -117,6 +117,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Slow down.
     RateLimited,
+    /// A configured bound was reached (rooms per connection, users per room).
+    LimitExceeded,
     /// The database is unreachable; nothing was stored.
     Unavailable,
     /// A bug; details are in the server log.
@@ -127,7 +129,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and the SDK comparison test.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadRequest,
         ErrorCode::Validation,
         ErrorCode::Unauthorized,
@@ -136,6 +138,7 @@ impl ErrorCode {
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
         ErrorCode::RateLimited,
+        ErrorCode::LimitExceeded,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
         ErrorCode::BadFrame,
@@ -152,6 +155,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::BadFrame => "bad_frame",
@@ -210,6 +214,35 @@ pub enum ClientFrame {
         #[serde(default, rename = "ref")]
         reference: Option<u64>,
     },
+    /// Joins a room.
+    Join {
+        /// The room.
+        room: String,
+        /// A room token from the app backend, when the user token grants no access.
+        #[serde(default)]
+        token: Option<String>,
+        /// Echoed in the reply.
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    },
+    /// Leaves a room.
+    Leave {
+        /// The room.
+        room: String,
+        /// Echoed in the `ack`.
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    },
+    /// Sends a message to the other members of a room.
+    Publish {
+        /// The room.
+        room: String,
+        /// The message: a JSON value.
+        data: serde_json::Value,
+        /// Echoed in the `ack`.
+        #[serde(default, rename = "ref")]
+        reference: Option<u64>,
+    },
 }
 
 impl ClientFrame {
@@ -230,7 +263,10 @@ impl ClientFrame {
             | ClientFrame::MarkRead { reference, .. }
             | ClientFrame::MarkUnread { reference, .. }
             | ClientFrame::MarkSeen { reference, .. }
-            | ClientFrame::MarkAllRead { reference } => *reference,
+            | ClientFrame::MarkAllRead { reference }
+            | ClientFrame::Join { reference, .. }
+            | ClientFrame::Leave { reference, .. }
+            | ClientFrame::Publish { reference, .. } => *reference,
         }
     }
 }
@@ -275,6 +311,39 @@ pub enum ServerFrame<'a> {
         /// The user's unread count after the change.
         unread_count: i64,
     },
+    /// Reply to `join`: the room's members now (one entry per user, however many tabs).
+    Joined {
+        /// The room.
+        room: &'a str,
+        /// User ids present.
+        members: &'a [String],
+        /// The `join`'s `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+    },
+    /// A user arrived in (first tab) or left (last tab) a room.
+    Presence {
+        /// The room.
+        room: &'a str,
+        /// `join` or `leave`.
+        event: &'a str,
+        /// Who.
+        user_id: &'a str,
+    },
+    /// A room message, from a member or the backend.
+    Message {
+        /// The room.
+        room: &'a str,
+        /// Unique message id.
+        id: &'a str,
+        /// The sending user; absent when the app backend sent it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a str>,
+        /// When the server received it (RFC 3339).
+        at: &'a str,
+        /// The message.
+        data: &'a serde_json::Value,
+    },
     /// Reply to `ping`.
     Pong {
         /// The ping's `ref`.
@@ -306,6 +375,9 @@ impl ServerFrame<'_> {
             ServerFrame::Hello { .. } => "hello",
             ServerFrame::Notification { .. } => "notification",
             ServerFrame::State { .. } => "state",
+            ServerFrame::Joined { .. } => "joined",
+            ServerFrame::Presence { .. } => "presence",
+            ServerFrame::Message { .. } => "message",
             ServerFrame::Pong { .. } => "pong",
             ServerFrame::Ack { .. } => "ack",
             ServerFrame::Error { .. } => "error",

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, Topic};
 use crate::hub::Hub;
-use crate::model::UserId;
+use crate::model::{RoomName, UserId};
 use crate::protocol::Event;
 
 /// Single-node fan-out: publishing is delivering to this node's hub.
@@ -28,7 +28,15 @@ impl Broker for LocalBroker {
         Ok(())
     }
 
-    async fn watch(&self, _user: &UserId) {}
+    async fn broadcast_room(
+        &self,
+        _room: &RoomName,
+        _event: Arc<Event>,
+    ) -> Result<(), BrokerError> {
+        Ok(())
+    }
 
-    fn unwatch(&self, _user: &UserId) {}
+    async fn watch(&self, _topic: &Topic) {}
+
+    fn unwatch(&self, _topic: &Topic) {}
 }

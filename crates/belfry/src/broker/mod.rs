@@ -19,12 +19,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::UserId;
+use crate::model::{RoomName, UserId};
 use crate::protocol::Event;
 
 pub use local::LocalBroker;
 pub use nats::NatsBroker;
 pub use redis::RedisBroker;
+pub use wire::{presence_query, presence_state};
 
 /// Why a broker operation failed. Publishing happens after the store committed, so the
 /// notification is safe either way.
@@ -33,6 +34,15 @@ pub enum BrokerError {
     /// The broker cannot be reached right now.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+}
+
+/// What a node subscribes to: a user's notifications, or a room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// A user's notifications and read-state changes.
+    User(UserId),
+    /// A room's messages and presence.
+    Room(RoomName),
 }
 
 /// Fan-out between nodes.
@@ -46,34 +56,38 @@ pub trait Broker: Send + Sync + 'static {
     /// Delivers `event` to `user`'s connections on this node and queues it for the other nodes.
     async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError>;
 
-    /// Makes this node receive `user`'s events from other nodes (counted: every `watch` needs an
-    /// `unwatch`). Returns once the subscription is active, or at once while the broker is
+    /// Sends a room event to the *other* nodes (the caller delivers locally, so that it can
+    /// leave out the sender's own connection).
+    async fn broadcast_room(&self, room: &RoomName, event: Arc<Event>) -> Result<(), BrokerError>;
+
+    /// Makes this node receive `topic`'s events from other nodes (counted: every `watch` needs
+    /// an `unwatch`). Returns once the subscription is active, or at once while the broker is
     /// unreachable (a resync follows the reconnect).
-    async fn watch(&self, user: &UserId);
+    async fn watch(&self, topic: &Topic);
 
     /// Undoes one `watch`.
-    fn unwatch(&self, user: &UserId);
+    fn unwatch(&self, topic: &Topic);
 }
 
 /// A counted `watch` that is undone when dropped. Sessions hold one for their lifetime.
 pub struct Watch {
     broker: Arc<dyn Broker>,
-    user: UserId,
+    topic: Topic,
 }
 
 impl Watch {
-    /// Watches `user` until the returned guard is dropped.
-    pub async fn start(broker: &Arc<dyn Broker>, user: &UserId) -> Self {
-        broker.watch(user).await;
+    /// Watches `topic` until the returned guard is dropped.
+    pub async fn start(broker: &Arc<dyn Broker>, topic: Topic) -> Self {
+        broker.watch(&topic).await;
         Self {
             broker: Arc::clone(broker),
-            user: user.clone(),
+            topic,
         }
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.broker.unwatch(&self.user);
+        self.broker.unwatch(&self.topic);
     }
 }

@@ -14,15 +14,15 @@ use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, Watchers};
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, Topic};
 use crate::hub::Hub;
-use crate::model::UserId;
+use crate::model::{RoomName, UserId};
 use crate::protocol::Event;
 use crate::telemetry::Metrics;
 
 enum Command {
-    Watch(UserId, oneshot::Sender<()>),
-    Unwatch(UserId),
+    Watch(Topic, oneshot::Sender<()>),
+    Unwatch(Topic),
 }
 
 /// Fan-out through NATS core subjects.
@@ -35,12 +35,16 @@ pub struct NatsBroker {
     commands: mpsc::UnboundedSender<Command>,
 }
 
-fn subject(prefix: &str, user: &UserId) -> String {
-    let mut hex = String::with_capacity(user.as_str().len() * 2);
-    for byte in user.as_str().bytes() {
+fn subject(prefix: &str, topic: &Topic) -> String {
+    let (kind, name) = match topic {
+        Topic::User(user) => ("u", user.as_str()),
+        Topic::Room(room) => ("r", room.as_str()),
+    };
+    let mut hex = String::with_capacity(name.len() * 2);
+    for byte in name.bytes() {
         hex.push_str(&format!("{byte:02x}"));
     }
-    format!("{prefix}.u.{hex}")
+    format!("{prefix}.{kind}.{hex}")
 }
 
 impl NatsBroker {
@@ -93,15 +97,13 @@ impl NatsBroker {
     }
 }
 
-#[async_trait]
-impl Broker for NatsBroker {
-    async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError> {
-        self.hub.deliver(user, &event);
+impl NatsBroker {
+    async fn send(&self, topic: &Topic, event: &Event) -> Result<(), BrokerError> {
         // The client buffers while reconnecting; a full buffer is an error, never a wait.
         self.client
             .publish(
-                subject(&self.prefix, user),
-                wire::encode(&self.node, &event).into(),
+                subject(&self.prefix, topic),
+                wire::encode(&self.node, event).into(),
             )
             .await
             .map_err(|e| {
@@ -109,20 +111,32 @@ impl Broker for NatsBroker {
                 BrokerError::Unavailable(e.to_string())
             })
     }
+}
 
-    async fn watch(&self, user: &UserId) {
+#[async_trait]
+impl Broker for NatsBroker {
+    async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError> {
+        self.hub.deliver(user, &event);
+        self.send(&Topic::User(user.clone()), &event).await
+    }
+
+    async fn broadcast_room(&self, room: &RoomName, event: Arc<Event>) -> Result<(), BrokerError> {
+        self.send(&Topic::Room(room.clone()), &event).await
+    }
+
+    async fn watch(&self, topic: &Topic) {
         let (done, wait) = oneshot::channel();
         if self
             .commands
-            .send(Command::Watch(user.clone(), done))
+            .send(Command::Watch(topic.clone(), done))
             .is_ok()
         {
             let _ = wait.await;
         }
     }
 
-    fn unwatch(&self, user: &UserId) {
-        let _ = self.commands.send(Command::Unwatch(user.clone()));
+    fn unwatch(&self, topic: &Topic) {
+        let _ = self.commands.send(Command::Unwatch(topic.clone()));
     }
 }
 
@@ -135,37 +149,50 @@ async fn run_subscriber(
     shutdown: CancellationToken,
 ) {
     let mut watchers = Watchers::default();
-    let mut subscriptions: StreamMap<UserId, async_nats::Subscriber> = StreamMap::new();
+    let mut subscriptions: StreamMap<Topic, async_nats::Subscriber> = StreamMap::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             command = commands.recv() => match command {
                 None => return,
-                Some(Command::Watch(user, done)) => {
-                    if watchers.add(&user) {
-                        match client.subscribe(subject(&prefix, &user)).await {
+                Some(Command::Watch(topic, done)) => {
+                    if watchers.add(&topic) {
+                        match client.subscribe(subject(&prefix, &topic)).await {
                             Ok(subscriber) => {
                                 // Flush so the server has the subscription before we answer.
                                 if let Err(e) = client.flush().await {
                                     tracing::warn!(error = %e, "nats flush failed");
                                 }
-                                subscriptions.insert(user, subscriber);
+                                subscriptions.insert(topic, subscriber);
                             }
                             Err(e) => tracing::warn!(error = %e, "nats subscribe failed"),
                         }
                     }
                     let _ = done.send(());
                 }
-                Some(Command::Unwatch(user)) => {
-                    if watchers.remove(&user) {
+                Some(Command::Unwatch(topic)) => {
+                    if watchers.remove(&topic) {
                         // Dropping the subscriber unsubscribes.
-                        subscriptions.remove(&user);
+                        subscriptions.remove(&topic);
                     }
                 }
             },
-            Some((user, message)) = subscriptions.next(), if !subscriptions.is_empty() => {
-                if let Some(event) = wire::decode(&node, &message.payload) {
-                    hub.deliver(&user, &Arc::new(event));
+            Some((topic, message)) = subscriptions.next(), if !subscriptions.is_empty() => {
+                let Some((origin, event)) = wire::decode(&node, &message.payload) else {
+                    continue;
+                };
+                match topic {
+                    Topic::User(user) => {
+                        hub.deliver(&user, &Arc::new(event));
+                    }
+                    Topic::Room(room) => {
+                        if let Some(reply) = wire::room_inbound(&hub, &room, &origin, event) {
+                            let subject = subject(&prefix, &Topic::Room(room));
+                            if let Err(e) = client.publish(subject, wire::encode(&node, &reply).into()).await {
+                                tracing::debug!(error = %e, "nats presence reply failed");
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, Watchers};
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, Topic};
 use crate::hub::Hub;
-use crate::model::UserId;
+use crate::model::{RoomName, UserId};
 use crate::protocol::Event;
 use crate::telemetry::Metrics;
 
@@ -29,8 +29,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 enum Command {
-    Watch(UserId, oneshot::Sender<()>),
-    Unwatch(UserId),
+    Watch(Topic, oneshot::Sender<()>),
+    Unwatch(Topic),
 }
 
 /// Fan-out through Redis pub/sub.
@@ -66,6 +66,7 @@ impl RedisBroker {
         ));
         tokio::spawn(run_subscriber(Subscriber {
             client,
+            replies: outgoing.clone(),
             node: node.clone(),
             prefix: prefix.to_owned(),
             hub: Arc::clone(&hub),
@@ -84,37 +85,60 @@ impl RedisBroker {
     }
 }
 
-fn channel(prefix: &str, user: &UserId) -> String {
-    format!("{prefix}:u:{user}")
+fn channel(prefix: &str, topic: &Topic) -> String {
+    match topic {
+        Topic::User(user) => format!("{prefix}:u:{user}"),
+        Topic::Room(room) => format!("{prefix}:r:{room}"),
+    }
 }
 
-#[async_trait]
-impl Broker for RedisBroker {
-    async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError> {
-        self.hub.deliver(user, &event);
+fn parse_channel(prefix: &str, channel: &str) -> Option<Topic> {
+    let rest = channel.strip_prefix(prefix)?;
+    if let Some(user) = rest.strip_prefix(":u:") {
+        return UserId::parse(user).ok().map(Topic::User);
+    }
+    RoomName::parse(rest.strip_prefix(":r:")?)
+        .ok()
+        .map(Topic::Room)
+}
+
+impl RedisBroker {
+    fn queue(&self, topic: &Topic, event: &Event) -> Result<(), BrokerError> {
         let message = (
-            channel(&self.prefix, user),
-            wire::encode(&self.node, &event),
+            channel(&self.prefix, topic),
+            wire::encode(&self.node, event),
         );
         self.outgoing.try_send(message).map_err(|_| {
             self.metrics.broker_dropped.inc();
             BrokerError::Unavailable("publish queue full".into())
         })
     }
+}
 
-    async fn watch(&self, user: &UserId) {
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn publish(&self, user: &UserId, event: Arc<Event>) -> Result<(), BrokerError> {
+        self.hub.deliver(user, &event);
+        self.queue(&Topic::User(user.clone()), &event)
+    }
+
+    async fn broadcast_room(&self, room: &RoomName, event: Arc<Event>) -> Result<(), BrokerError> {
+        self.queue(&Topic::Room(room.clone()), &event)
+    }
+
+    async fn watch(&self, topic: &Topic) {
         let (done, wait) = oneshot::channel();
         if self
             .commands
-            .send(Command::Watch(user.clone(), done))
+            .send(Command::Watch(topic.clone(), done))
             .is_ok()
         {
             let _ = wait.await;
         }
     }
 
-    fn unwatch(&self, user: &UserId) {
-        let _ = self.commands.send(Command::Unwatch(user.clone()));
+    fn unwatch(&self, topic: &Topic) {
+        let _ = self.commands.send(Command::Unwatch(topic.clone()));
     }
 }
 
@@ -175,6 +199,7 @@ async fn run_publisher(
 
 struct Subscriber {
     client: redis::Client,
+    replies: mpsc::Sender<(String, Vec<u8>)>,
     node: String,
     prefix: String,
     hub: Arc<Hub>,
@@ -187,12 +212,12 @@ impl Subscriber {
     /// Applies a command while disconnected: counts change, nothing is sent.
     fn count_only(&mut self, command: Command) {
         match command {
-            Command::Watch(user, done) => {
-                self.watchers.add(&user);
+            Command::Watch(topic, done) => {
+                self.watchers.add(&topic);
                 let _ = done.send(());
             }
-            Command::Unwatch(user) => {
-                self.watchers.remove(&user);
+            Command::Unwatch(topic) => {
+                self.watchers.remove(&topic);
             }
         }
     }
@@ -205,7 +230,8 @@ async fn run_subscriber(mut s: Subscriber) {
         let connect = async {
             let pubsub = s.client.get_async_pubsub().await?;
             let (mut sink, stream) = pubsub.split();
-            let channels: Vec<String> = s.watchers.users().map(|u| channel(&s.prefix, u)).collect();
+            let channels: Vec<String> =
+                s.watchers.topics().map(|t| channel(&s.prefix, t)).collect();
             if !channels.is_empty() {
                 sink.subscribe(channels).await?;
             }
@@ -244,18 +270,18 @@ async fn run_subscriber(mut s: Subscriber) {
                 command = s.commands.recv() => {
                     let Some(command) = command else { return };
                     let sent = match command {
-                        Command::Watch(user, done) => {
-                            let result = if s.watchers.add(&user) {
-                                sink.subscribe(channel(&s.prefix, &user)).await
+                        Command::Watch(topic, done) => {
+                            let result = if s.watchers.add(&topic) {
+                                sink.subscribe(channel(&s.prefix, &topic)).await
                             } else {
                                 Ok(())
                             };
                             let _ = done.send(());
                             result
                         }
-                        Command::Unwatch(user) => {
-                            if s.watchers.remove(&user) {
-                                sink.unsubscribe(channel(&s.prefix, &user)).await
+                        Command::Unwatch(topic) => {
+                            if s.watchers.remove(&topic) {
+                                sink.unsubscribe(channel(&s.prefix, &topic)).await
                             } else {
                                 Ok(())
                             }
@@ -271,16 +297,26 @@ async fn run_subscriber(mut s: Subscriber) {
                         tracing::warn!("redis subscriber disconnected");
                         break;
                     };
-                    let channel_name = message.get_channel_name();
-                    let Some(user) = channel_name
-                        .strip_prefix(&s.prefix)
-                        .and_then(|rest| rest.strip_prefix(":u:"))
-                        .and_then(|id| UserId::parse(id).ok())
+                    let Some(topic) = parse_channel(&s.prefix, message.get_channel_name()) else {
+                        continue;
+                    };
+                    let Some((origin, event)) = wire::decode(&s.node, message.get_payload_bytes())
                     else {
                         continue;
                     };
-                    if let Some(event) = wire::decode(&s.node, message.get_payload_bytes()) {
-                        s.hub.deliver(&user, &Arc::new(event));
+                    match topic {
+                        Topic::User(user) => {
+                            s.hub.deliver(&user, &Arc::new(event));
+                        }
+                        Topic::Room(room) => {
+                            if let Some(reply) = wire::room_inbound(&s.hub, &room, &origin, event) {
+                                let reply = (
+                                    channel(&s.prefix, &Topic::Room(room)),
+                                    wire::encode(&s.node, &reply),
+                                );
+                                let _ = s.replies.try_send(reply);
+                            }
+                        }
                     }
                 }
             }

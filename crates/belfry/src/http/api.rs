@@ -279,3 +279,41 @@ pub async fn batch(
         }),
     ))
 }
+
+/// A message from the app backend to a room.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoomMessageRequest {
+    /// The message: any JSON value, at most `rooms.max_message_bytes` serialised.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
+/// Send a message to every member of a room, on every node.
+#[utoipa::path(
+    post, path = "/v1/rooms/{room}/messages", tag = "backend",
+    params(("room" = String, Path, description = "Room name, 1–128 chars of [A-Za-z0-9._:-]")),
+    request_body = RoomMessageRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 202, description = "Sent to the members connected now (rooms keep no history)"),
+        (status = 400, description = "Malformed body", body = super::error::ErrorBody),
+        (status = 401, description = "Bad API key", body = super::error::ErrorBody),
+        (status = 413, description = "Message too large", body = super::error::ErrorBody),
+        (status = 422, description = "Bad room name", body = super::error::ErrorBody),
+    )
+)]
+pub async fn room_message(
+    State(state): State<AppState>,
+    _backend: Backend,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    ApiJson(request): ApiJson<RoomMessageRequest>,
+) -> Result<StatusCode, ApiError> {
+    let room = crate::model::RoomName::parse(room)
+        .map_err(|e| ApiError::validation(BTreeMap::from([("room".to_owned(), e.to_string())])))?;
+    crate::rooms::check_size(&request.data, state.config.rooms.max_message_bytes)
+        .map_err(|e| ApiError::new(e.code, e.message))?;
+    let event = crate::rooms::message_event(&room, None, &request.data);
+    crate::rooms::broadcast(&state.hub, &state.broker, &room, event, None).await;
+    Ok(StatusCode::ACCEPTED)
+}

@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/v1/notifications", post(api::notify))
         .route("/v1/notifications/batch", post(api::batch))
+        .route("/v1/rooms/{room}/messages", post(api::room_message))
         .route("/v1/me/notifications", get(inbox::list))
         .route("/v1/me/unread-count", get(inbox::unread_count))
         .route("/v1/me/notifications/read", post(inbox::read))

@@ -38,7 +38,7 @@ impl Modify for Security {
 #[openapi(
     info(title = "Belfry", description = "Self-hosted real-time notifications. Live protocol: docs/protocol.md."),
     paths(
-        api::notify, api::batch,
+        api::notify, api::batch, api::room_message,
         inbox::list, inbox::unread_count, inbox::read, inbox::unread, inbox::seen,
         inbox::archive, inbox::read_all, inbox::delete,
         live::ws, live::sse, live::poll,

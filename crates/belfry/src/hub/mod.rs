@@ -13,7 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::UserId;
+mod rooms;
+
+pub use rooms::{JoinError, Joined, Left};
+
+use crate::model::{RoomName, UserId};
 use crate::protocol::Event;
 use crate::telemetry::Metrics;
 
@@ -38,6 +42,7 @@ pub enum RegisterError {
 /// The registry. Cheap to share: wrap it in an `Arc`.
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
+    room_shards: Box<[Mutex<HashMap<RoomName, rooms::Room>>]>,
     hasher: RandomState,
     next_id: AtomicU64,
     outbox_frames: usize,
@@ -50,6 +55,7 @@ impl Hub {
     pub fn new(outbox_frames: usize, max_per_user: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            room_shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             next_id: AtomicU64::new(1),
             outbox_frames: outbox_frames.max(1),

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::broker::Watch;
+use crate::broker::{Topic, Watch};
 use crate::hub::{RegisterError, Registration};
 use crate::model::{Notification, Seq, UserId};
 use crate::protocol::{Event, ServerFrame, VERSION};
@@ -61,7 +61,7 @@ impl Feed {
         let store = Arc::clone(&state.store);
         // Order matters: hub first, broker second, store last (see the type's doc).
         let registration = state.hub.register(user)?;
-        let watch = Watch::start(&state.broker, user).await;
+        let watch = Watch::start(&state.broker, Topic::User(user.clone())).await;
         let counts = store.counts(user).await?;
         // A `since` beyond the user's last seq (a client of a database that was reset) is
         // treated as "up to date"; the hello's `last_seq` lets such a client notice.
@@ -132,6 +132,11 @@ impl Feed {
     /// Cancelled when the hub found this connection's outbox full.
     pub fn slow_token(&self) -> tokio_util::sync::CancellationToken {
         self.registration.slow.clone()
+    }
+
+    /// This connection's node-local id.
+    pub fn conn_id(&self) -> u64 {
+        self.registration.id()
     }
 
     /// The highest `seq` sent so far.

@@ -43,7 +43,8 @@ pub async fn poll(
     // Register before reading, so a notification committed between the read and the wait
     // still wakes this poll.
     let mut registration = state.hub.register(user)?;
-    let watch = crate::broker::Watch::start(&state.broker, user).await;
+    let watch =
+        crate::broker::Watch::start(&state.broker, crate::broker::Topic::User(user.clone())).await;
     let mut notifications = state.store.after(user, after, None, POLL_LIMIT).await?;
     if notifications.is_empty() {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -14,6 +14,7 @@ use crate::auth::User;
 use crate::hub::RegisterError;
 use crate::model::{NotificationId, Seq, StateChange, UserId};
 use crate::protocol::{ClientFrame, CloseCode, ErrorCode, Event, ServerFrame};
+use crate::rooms::Memberships;
 use crate::transport::{Feed, OpenError};
 
 /// Longest a single socket write may take before the connection is given up as dead.
@@ -96,11 +97,13 @@ where
     }
 
     let slow = feed.slow_token();
-    let mut expires_at = user.expires_at;
+    let mut user = user;
+    // Declared after the feed, so dropped before it: rooms are left while still registered.
+    let mut rooms = Memberships::new(state, &user.id, feed.conn_id());
     let mut last_heard = Instant::now();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
-        let expiry = until_unix(expires_at);
+        let expiry = until_unix(user.expires_at);
         tokio::select! {
             biased;
             () = state.shutdown.cancelled() => return Stop::Close(CloseCode::Shutdown),
@@ -117,7 +120,7 @@ where
                 if text.len() > max_frame {
                     return Stop::Close(CloseCode::MessageTooBig);
                 }
-                let reply = handle_frame(state, &user.id, &text, &mut expires_at).await;
+                let reply = handle_frame(state, &mut user, &mut rooms, &text).await;
                 if let Some(reply) = reply
                     && !send(sink, Outbound::Text(reply.json)).await
                 {
@@ -220,10 +223,11 @@ where
 /// Handles one client frame; returns the reply to send, if any.
 async fn handle_frame(
     state: &AppState,
-    user: &UserId,
+    session_user: &mut User,
+    rooms: &mut Memberships,
     text: &str,
-    expires_at: &mut u64,
 ) -> Option<Event> {
+    let user = &session_user.id.clone();
     let frame = match ClientFrame::parse(text) {
         Ok(frame) => frame,
         Err(message) => {
@@ -237,7 +241,7 @@ async fn handle_frame(
         }
         ClientFrame::Auth { token, .. } => match state.auth.verify(&token).await {
             Ok(fresh) if &fresh.id == user => {
-                *expires_at = fresh.expires_at;
+                *session_user = fresh;
                 Ok(())
             }
             Ok(_) => Err((ErrorCode::Forbidden, "token is for another user".to_owned())),
@@ -246,6 +250,26 @@ async fn handle_frame(
         ClientFrame::MarkRead { ids, .. } => change(state, user, &ids, StateChange::Read).await,
         ClientFrame::MarkUnread { ids, .. } => change(state, user, &ids, StateChange::Unread).await,
         ClientFrame::MarkSeen { ids, .. } => change(state, user, &ids, StateChange::Seen).await,
+        ClientFrame::Join { room, token, .. } => {
+            return Some(
+                match rooms.join(session_user, &room, token.as_deref()).await {
+                    Ok(members) => ServerFrame::Joined {
+                        room: &room,
+                        members: &members,
+                        reference,
+                    }
+                    .encode(),
+                    Err(e) => error_frame(reference, e.code, &e.message),
+                },
+            );
+        }
+        ClientFrame::Leave { room, .. } => {
+            rooms.leave(&room).await.map_err(|e| (e.code, e.message))
+        }
+        ClientFrame::Publish { room, data, .. } => rooms
+            .publish(&room, &data)
+            .await
+            .map_err(|e| (e.code, e.message)),
         ClientFrame::MarkAllRead { .. } => state
             .notifier
             .mark_all_read(user)

@@ -20,5 +20,6 @@ mod live_ws;
 mod poll;
 mod ratelimit;
 mod resume;
+mod rooms;
 mod slow;
 mod sse;

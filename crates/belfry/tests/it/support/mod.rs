@@ -105,6 +105,26 @@ impl TestApp {
             .0
     }
 
+    /// A valid one-hour token for `user` with extra claims (room grants, a room ticket).
+    pub fn token_with(&self, user: &str, extra: impl FnOnce(&mut belfry::auth::Claims)) -> String {
+        self.auth
+            .mint_with(
+                &UserId::parse(user).unwrap(),
+                Duration::from_secs(3600),
+                extra,
+            )
+            .unwrap()
+            .0
+    }
+
+    /// Opens a WebSocket with `token` and consumes its `hello`.
+    pub async fn ws_with_token(&self, token: &str) -> WsClient {
+        let mut ws = WsClient::connect(&format!("{}/v1/ws?token={token}", self.ws_base)).await;
+        let hello = ws.next_json().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        ws
+    }
+
     /// POST with the API key; returns status and JSON body.
     pub async fn backend_post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self

@@ -1,0 +1,8 @@
+// The framework-free core of the Belfry SDK. React bindings live in `belfry/react`.
+export { BelfryClient, type BelfryClientEvents, type BelfryClientOptions } from "./client.js";
+export { NotificationStore, isUnread, type NotificationsSnapshot } from "./store.js";
+export { Backoff, type BackoffOptions } from "./backoff.js";
+export { CloseCode, ErrorCode, adviceFor, type CloseAdvice } from "./codes.js";
+export { BelfryError } from "./errors.js";
+export { jwtTimes } from "./token.js";
+export type * from "./types.js";

@@ -1,0 +1,72 @@
+// Long-poll transport, the last resort behind proxies that break both WebSocket and SSE.
+// It reads the unread count first (standing in for `hello`), then asks `GET /v1/poll` for
+// notifications after the last seq it saw, again and again. It has no `state` frames: the unread
+// count comes with every poll answer, and read state is refreshed when the client reconnects.
+
+import { BelfryError } from "../errors.js";
+import type { HelloFrame } from "../types.js";
+import type { TransportContext, TransportEvents, TransportFactory } from "./types.js";
+
+export const pollTransport: TransportFactory = (context: TransportContext, events: TransportEvents) => {
+  let ended = false;
+  let opened = false;
+  const AbortCtor = (globalThis as { AbortController?: typeof AbortController }).AbortController;
+  const abort = AbortCtor ? new AbortCtor() : undefined;
+
+  const finish = (end: Parameters<TransportEvents["end"]>[0]) => {
+    if (ended) return;
+    ended = true;
+    events.end(end);
+  };
+
+  const run = async () => {
+    let after = context.since;
+    const counts = await context.http.unreadCount();
+    if (ended) return;
+    opened = true;
+    events.open();
+    const hello: HelloFrame = {
+      type: "hello",
+      v: 1,
+      conn_id: "poll",
+      user_id: "",
+      unread_count: counts.unread_count,
+      last_seq: counts.last_seq,
+      heartbeat_ms: 0,
+    };
+    events.frame(hello);
+    while (!ended) {
+      const answer = await context.http.poll(after, context.pollTimeoutSecs, abort?.signal);
+      if (ended) return;
+      for (const notification of answer.notifications) {
+        if (ended) return;
+        events.frame({ type: "notification", seq: notification.seq, notification });
+        after = Math.max(after, notification.seq);
+      }
+      after = Math.max(after, answer.last_seq);
+      events.counts(answer.unread_count, after);
+    }
+  };
+
+  run().catch((error: unknown) => {
+    if (ended) return;
+    const unauthorized = error instanceof BelfryError && error.code === "unauthorized";
+    finish({ opened, unauthorized, error });
+  });
+
+  return {
+    name: "poll",
+    canSend: false,
+    send() {
+      throw new Error("belfry: long-poll is receive-only; read state goes over HTTP");
+    },
+    probe() {
+      // Each poll is a fresh request; there is no idle link to check.
+    },
+    close() {
+      if (ended) return;
+      ended = true;
+      abort?.abort();
+    },
+  };
+};

@@ -1,0 +1,143 @@
+// The wire shapes of protocol version 1 (docs/protocol.md). Unknown fields are allowed on every
+// server object: the protocol grows by adding fields, so nothing here is exhaustive on purpose.
+
+/** A notification, as returned by `GET /v1/me/notifications` and carried in `notification` frames. */
+export interface Notification<Data = Record<string, unknown>> {
+  /** UUIDv7, globally unique. */
+  id: string;
+  /** Per-user sequence number, strictly increasing in commit order. */
+  seq: number;
+  user_id: string;
+  /** The app's event type, e.g. `comment.created`. */
+  type: string;
+  data: Data;
+  group_key?: string | null;
+  created_at: string;
+  seen_at: string | null;
+  read_at: string | null;
+  archived_at: string | null;
+  expires_at: string | null;
+}
+
+/** What a `state` frame says changed. */
+export type StateChange = "read" | "unread" | "seen" | "archived" | "deleted";
+
+export interface HelloFrame {
+  type: "hello";
+  v: number;
+  conn_id: string;
+  user_id: string;
+  unread_count: number;
+  /** The user's highest stored seq when the connection opened. */
+  last_seq: number;
+  heartbeat_ms: number;
+}
+
+export interface NotificationFrame {
+  type: "notification";
+  seq: number;
+  notification: Notification;
+}
+
+export interface StateFrame {
+  type: "state";
+  change: StateChange;
+  ids: string[];
+  all: boolean;
+  /** With `all`: every notification with `seq <= up_to_seq` is read. */
+  up_to_seq?: number;
+  unread_count: number;
+}
+
+export interface PongFrame {
+  type: "pong";
+  ref?: number;
+}
+
+export interface AckFrame {
+  type: "ack";
+  ref: number;
+}
+
+export interface ErrorFrame {
+  type: "error";
+  ref?: number;
+  code: string;
+  message: string;
+}
+
+export type ServerFrame = HelloFrame | NotificationFrame | StateFrame | PongFrame | AckFrame | ErrorFrame;
+
+export type ClientFrame =
+  | { type: "auth"; token: string; since?: number; ref?: number }
+  | { type: "ping"; ref?: number }
+  | { type: "mark_read"; ids: string[]; ref?: number }
+  | { type: "mark_unread"; ids: string[]; ref?: number }
+  | { type: "mark_seen"; ids: string[]; ref?: number }
+  | { type: "mark_all_read"; ref?: number };
+
+/** Commands a user can issue on their notifications; queued while disconnected. */
+export type Command =
+  | { type: "mark_read"; ids: string[] }
+  | { type: "mark_unread"; ids: string[] }
+  | { type: "mark_seen"; ids: string[] }
+  | { type: "mark_all_read" };
+
+/** `GET /v1/me/notifications` */
+export interface NotificationPage {
+  notifications: Notification[];
+  next_cursor: string | null;
+  unread_count: number;
+  last_seq: number;
+}
+
+/** `GET /v1/poll` */
+export interface PollResponse {
+  notifications: Notification[];
+  last_seq: number;
+  unread_count: number;
+}
+
+/** The body of every HTTP error answer. */
+export interface ErrorBody {
+  error: { code: string; message: string; fields?: Record<string, string> };
+}
+
+export type TransportName = "websocket" | "sse" | "poll";
+
+/**
+ * The connection's state machine:
+ * `disconnected` (not started, stopped, or stopped for good after a terminal close code)
+ * → `connecting` (loading, opening a transport, or waiting for the next attempt)
+ * → `connected` (a `hello` arrived; live updates flow)
+ * and `offline` while the browser reports no network (no attempts are made).
+ */
+export type ConnectionStatus = "disconnected" | "connecting" | "connected" | "offline";
+
+/** Minimal shapes of the platform constructors the client uses, so tests can inject fakes. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string; wasClean?: boolean }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface EventSourceLike {
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  addEventListener(type: string, listener: (ev: { data: string; lastEventId?: string }) => void): void;
+  close(): void;
+}
+export type EventSourceConstructor = new (url: string) => EventSourceLike;
+
+export type FetchLike = (input: string, init?: {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  signal?: AbortSignal;
+}) => Promise<{ ok: boolean; status: number; json(): Promise<unknown>; text(): Promise<string> }>;

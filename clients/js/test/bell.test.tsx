@@ -1,0 +1,153 @@
+// @vitest-environment jsdom
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
+import { afterEach, describe, expect, it } from "vitest";
+
+import type { BelfryClient } from "../src/core/client.js";
+import { BelfryProvider, NotificationBell, type NotificationBellProps } from "../src/react/index.js";
+import type { FakeBelfry } from "./fakeServer.js";
+import { setup } from "./helpers.js";
+
+const clients: BelfryClient[] = [];
+afterEach(() => {
+  cleanup();
+  for (const c of clients.splice(0)) c.stop();
+});
+
+async function renderBell(prepare: (server: FakeBelfry) => void, props: NotificationBellProps = {}) {
+  const s = setup();
+  clients.push(s.client);
+  prepare(s.server);
+  render(
+    <div>
+      <p>outside</p>
+      <BelfryProvider client={s.client}>
+        <NotificationBell {...props} />
+      </BelfryProvider>
+    </div>,
+  );
+  await waitFor(() => expect(s.client.status).toBe("connected"));
+  return { ...s, bell: screen.getByTestId("belfry-bell") };
+}
+
+const notifyN = (count: number) => (server: FakeBelfry) => {
+  for (let i = 1; i <= count; i += 1) server.notify("alice", "x", { title: `note ${i}` });
+};
+
+describe("NotificationBell", () => {
+  it("names the unread count in the button's label and badge", async () => {
+    const { bell } = await renderBell(notifyN(3));
+    expect(bell.getAttribute("aria-label")).toBe("Notifications (3 unread)");
+    expect(bell.getAttribute("aria-expanded")).toBe("false");
+    expect(bell.getAttribute("aria-haspopup")).toBe("dialog");
+    expect(screen.getByTestId("belfry-badge").textContent).toBe("3");
+  });
+
+  it("shows no badge and a plain label with nothing unread", async () => {
+    const { bell } = await renderBell(() => undefined);
+    expect(bell.getAttribute("aria-label")).toBe("Notifications");
+    expect(screen.queryByTestId("belfry-badge")).toBeNull();
+  });
+
+  it("caps the badge at 99+ while the label keeps the real number", async () => {
+    const { bell } = await renderBell(notifyN(150));
+    expect(screen.getByTestId("belfry-badge").textContent).toBe("99+");
+    expect(bell.getAttribute("aria-label")).toBe("Notifications (150 unread)");
+  });
+
+  it("opens a labelled panel listing the notifications, newest first", async () => {
+    const { bell } = await renderBell(notifyN(3));
+    fireEvent.click(bell);
+    expect(bell.getAttribute("aria-expanded")).toBe("true");
+    const panel = screen.getByTestId("belfry-panel");
+    expect(screen.getByRole("dialog", { name: "Notifications" })).toBe(panel);
+    expect(bell.getAttribute("aria-controls")).toBe(panel.id);
+    const items = within(panel).getAllByTestId("belfry-item");
+    expect(items.map((li) => li.textContent)).toEqual([
+      expect.stringContaining("note 3"),
+      expect.stringContaining("note 2"),
+      expect.stringContaining("note 1"),
+    ]);
+    expect(within(panel).getByRole("list")).toBeTruthy();
+  });
+
+  it("closes on Escape and returns focus to the button", async () => {
+    const { bell } = await renderBell(notifyN(1));
+    fireEvent.click(bell);
+    const panel = screen.getByTestId("belfry-panel");
+    expect(document.activeElement).toBe(panel);
+    fireEvent.keyDown(panel, { key: "Escape" });
+    expect(screen.queryByTestId("belfry-panel")).toBeNull();
+    expect(bell.getAttribute("aria-expanded")).toBe("false");
+    expect(document.activeElement).toBe(bell);
+  });
+
+  it("closes on a click outside, but not on a click inside", async () => {
+    const { bell } = await renderBell(notifyN(1));
+    fireEvent.click(bell);
+    fireEvent.mouseDown(screen.getByTestId("belfry-panel"));
+    expect(screen.queryByTestId("belfry-panel")).not.toBeNull();
+    fireEvent.mouseDown(screen.getByText("outside"));
+    expect(screen.queryByTestId("belfry-panel")).toBeNull();
+  });
+
+  it("moves between items with the arrow keys and marks an item read when activated", async () => {
+    const { bell, server } = await renderBell(notifyN(2));
+    fireEvent.click(bell);
+    const panel = screen.getByTestId("belfry-panel");
+    fireEvent.keyDown(panel, { key: "ArrowDown" });
+    const buttons = within(panel).getAllByRole("button").filter((b) => b.hasAttribute("data-belfry-item-button"));
+    expect(document.activeElement).toBe(buttons[0]);
+    fireEvent.keyDown(panel, { key: "ArrowDown" });
+    expect(document.activeElement).toBe(buttons[1]);
+    fireEvent.keyDown(panel, { key: "ArrowDown" });
+    expect(document.activeElement).toBe(buttons[0]);
+    fireEvent.keyDown(panel, { key: "End" });
+    expect(document.activeElement).toBe(buttons[1]);
+
+    act(() => buttons[1]!.click());
+    await waitFor(() => expect(bell.getAttribute("aria-label")).toBe("Notifications (1 unread)"));
+    await waitFor(() => expect(server.unreadCount("alice")).toBe(1));
+  });
+
+  it("'Mark all read' clears the badge here and on the server", async () => {
+    const { bell, server } = await renderBell(notifyN(3));
+    fireEvent.click(bell);
+    fireEvent.click(screen.getByTestId("belfry-mark-all"));
+    await waitFor(() => expect(screen.queryByTestId("belfry-badge")).toBeNull());
+    expect(bell.getAttribute("aria-label")).toBe("Notifications");
+    await waitFor(() => expect(server.unreadCount("alice")).toBe(0));
+    expect((screen.getByTestId("belfry-mark-all") as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it("renders items with renderItem from their type and data, with a relative time", async () => {
+    const { bell } = await renderBell(
+      (server) => {
+        const n = server.notify("alice", "comment.created", { actor_name: "Bob", preview: "Nice!" });
+        n.created_at = new Date(Date.now() - 2 * 60_000).toISOString();
+      },
+      {
+        renderItem: (n, { relativeTime }) =>
+          n.type === "comment.created" ? `${String(n.data.actor_name)} commented: ${String(n.data.preview)} (${relativeTime})` : n.type,
+      },
+    );
+    fireEvent.click(bell);
+    const item = screen.getByTestId("belfry-item");
+    expect(item.textContent).toContain("Bob commented: Nice! (2 min. ago)");
+    expect(item.querySelector("time")?.getAttribute("dateTime")).toMatch(/Z$/);
+  });
+
+  it("marks the listed notifications seen when opened", async () => {
+    const { bell, server } = await renderBell(notifyN(2));
+    fireEvent.click(bell);
+    await waitFor(() => expect(server.user("alice").notifications.every((n) => n.seen_at !== null)).toBe(true));
+  });
+
+  it("offers older notifications when there are more pages", async () => {
+    const { bell } = await renderBell(notifyN(25));
+    fireEvent.click(bell);
+    expect(screen.getAllByTestId("belfry-item")).toHaveLength(20);
+    fireEvent.click(screen.getByTestId("belfry-load-more"));
+    await waitFor(() => expect(screen.getAllByTestId("belfry-item")).toHaveLength(25));
+    expect(screen.queryByTestId("belfry-load-more")).toBeNull();
+  });
+});

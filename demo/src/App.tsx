@@ -1,0 +1,62 @@
+import type { BelfryClientOptions } from "belfry";
+import { BelfryProvider } from "belfry/react";
+import { useEffect, useMemo, useState } from "react";
+
+import { fetchToken, listUsers, tokenSource, type User } from "./api.ts";
+import { Header } from "./components/Header.tsx";
+import { PostList } from "./components/PostList.tsx";
+import { initialUserId, rememberUserId } from "./session.ts";
+
+export function App() {
+  const [users, setUsers] = useState<User[]>([]);
+  const [userId, setUserId] = useState<string | null>(initialUserId);
+  const [loadError, setLoadError] = useState<string | null>(null);
+
+  useEffect(() => {
+    listUsers()
+      .then(setUsers)
+      .catch((e: unknown) => setLoadError(`Cannot reach the demo server: ${String(e)}`));
+  }, []);
+
+  const signIn = (id: string | null) => {
+    rememberUserId(id);
+    setUserId(id);
+  };
+
+  // An unknown ?user= (a typo, a stale tab) signs out rather than retrying a refused token forever.
+  useEffect(() => {
+    if (userId && users.length > 0 && !users.some((u) => u.id === userId)) signIn(null);
+  }, [users, userId]);
+
+  const user = userId ? (users.find((u) => u.id === userId) ?? { id: userId, name: userId }) : null;
+  const blogToken = useMemo(() => (userId ? tokenSource(userId) : null), [userId]);
+  const options = useMemo<BelfryClientOptions | null>(
+    () =>
+      userId
+        ? {
+            url: window.location.origin,
+            getToken: async () => (await fetchToken(userId)).token,
+          }
+        : null,
+    [userId],
+  );
+
+  const page = (
+    <>
+      <Header users={users} user={user} onSignIn={signIn} live={options !== null} />
+      <main>
+        {loadError && <p role="alert" className="error">{loadError}</p>}
+        <PostList users={users} user={user} getToken={blogToken} live={options !== null} />
+      </main>
+    </>
+  );
+
+  // One Belfry connection per tab and user: keyed by user, so switching starts over cleanly.
+  return options ? (
+    <BelfryProvider key={userId} options={options}>
+      {page}
+    </BelfryProvider>
+  ) : (
+    page
+  );
+}

@@ -1,0 +1,93 @@
+import { NotificationBell } from "belfry/react";
+
+import type { User } from "../api.ts";
+import { describeNotification } from "../describe.ts";
+import { ConnectionStatus } from "./ConnectionStatus.tsx";
+
+interface Props {
+  users: User[];
+  user: User | null;
+  onSignIn: (id: string | null) => void;
+  /** True inside a BelfryProvider (someone is signed in). */
+  live: boolean;
+}
+
+function showPost(postId: unknown) {
+  const post = document.getElementById(`post-${String(postId)}`);
+  if (!post) return;
+  post.scrollIntoView({ behavior: "smooth", block: "center" });
+  post.classList.remove("flash");
+  void post.offsetWidth; // restart the highlight animation
+  post.classList.add("flash");
+}
+
+export function Header({ users, user, onSignIn, live }: Props) {
+  return (
+    <header className="site-header">
+      <div className="brand">
+        <svg aria-hidden="true" focusable="false" width="1.1em" height="1.1em" viewBox="0 0 24 24" fill="currentColor">
+          <path d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1l-2-2Z" />
+        </svg>{" "}
+        Belfry <span className="muted">demo blog</span>
+      </div>
+      <nav className="switcher" aria-label="Sign in as">
+        {users.map((u) => (
+          <button
+            key={u.id}
+            type="button"
+            data-testid={`signin-${u.id}`}
+            aria-pressed={user?.id === u.id}
+            onClick={() => onSignIn(u.id)}
+          >
+            Sign in as {u.name}
+          </button>
+        ))}
+        {user && (
+          <button type="button" className="link" onClick={() => onSignIn(null)}>
+            Sign out
+          </button>
+        )}
+      </nav>
+      <div className="session">
+        {user ? (
+          <span>
+            Signed in as <strong data-testid="current-user">{user.name}</strong>
+          </span>
+        ) : (
+          <span className="muted">Not signed in</span>
+        )}
+        {live ? (
+          <ConnectionStatus />
+        ) : (
+          <span className="status" data-testid="connection-status" data-status="signed-out">
+            Signed out
+          </span>
+        )}
+        {live && (
+          <NotificationBell
+            classNames={{
+              root: "bell",
+              button: "bell-button",
+              badge: "bell-badge",
+              panel: "bell-panel",
+              header: "bell-header",
+              title: "bell-title",
+              markAll: "link",
+              list: "bell-list",
+              item: "bell-item",
+              itemUnread: "unread",
+              itemButton: "bell-item-button",
+              time: "muted",
+              empty: "bell-empty",
+              loadMore: "link bell-more",
+            }}
+            unstyled
+            renderItem={(n) => describeNotification(n)}
+            onItemClick={(n) => showPost(n.data.post_id)}
+            emptyText="Nothing yet. When someone likes or comments on your posts, it shows up here."
+          />
+        )}
+      </div>
+    </header>
+  );
+}

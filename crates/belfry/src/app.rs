@@ -14,8 +14,9 @@ use crate::config::{BrokerKind, Config};
 use crate::demo::Blog;
 use crate::hub::Hub;
 use crate::notifier::Notifier;
+use crate::push::{PushError, Pusher};
 use crate::ratelimit::RateLimits;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// How long shutdown waits for live sessions to finish their last writes.
@@ -38,11 +39,16 @@ pub enum AppError {
         /// Why.
         source: std::io::Error,
     },
+    /// Web Push is misconfigured.
+    #[error("push: {0}")]
+    Push(#[from] PushError),
     /// The broker could not be set up.
     #[error("broker: {0}")]
     Broker(#[from] BrokerError),
     /// The database URL names an unsupported backend.
-    #[error("unsupported database_url `{0}`: use sqlite://PATH")]
+    #[error(
+        "unsupported database_url `{0}`: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
+    )]
     UnsupportedDatabase(String),
 }
 
@@ -59,6 +65,8 @@ pub struct AppState {
     pub notifier: Arc<Notifier>,
     /// Fan-out between nodes.
     pub broker: Arc<dyn Broker>,
+    /// Web Push, when a VAPID key is configured.
+    pub pusher: Option<Arc<Pusher>>,
     /// Credential checks.
     pub auth: Arc<Auth>,
     /// Backend API rate limits.
@@ -100,11 +108,30 @@ impl App {
             Arc::clone(&metrics),
         ));
         let broker = open_broker(&config, &hub, &metrics, &shutdown).await?;
+        let pusher = Pusher::start(
+            &config.push,
+            Arc::clone(&store),
+            Arc::clone(&hub),
+            Arc::clone(&broker),
+            Arc::clone(&metrics),
+            shutdown.child_token(),
+        )?
+        .map(Arc::new);
         let notifier = Arc::new(Notifier::new(
             Arc::clone(&store),
             Arc::clone(&broker),
+            pusher.clone(),
             Arc::clone(&metrics),
         ));
+        crate::ingest::start(
+            &config.ingest,
+            crate::ingest::Pipeline::new(
+                Arc::clone(&notifier),
+                config.limits.clone(),
+                Arc::clone(&metrics),
+            ),
+            shutdown.child_token(),
+        );
         crate::rooms::spawn_presence_refresh(
             Arc::clone(&hub),
             Arc::clone(&broker),
@@ -138,6 +165,7 @@ impl App {
             hub,
             notifier,
             broker,
+            pusher,
             auth,
             rate_limits,
             metrics,
@@ -237,11 +265,13 @@ async fn open_broker(
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
     let url = &config.database_url;
-    if url.starts_with("sqlite:") {
-        let window = Duration::from_secs(config.limits.idempotency_window_secs);
-        let store = SqliteStore::open(url, &config.store, window).await?;
-        Ok(Arc::new(store))
+    let window = Duration::from_secs(config.limits.idempotency_window_secs);
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open(url, &config.store, window).await?)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Arc::new(PostgresStore::open(url, &config.store, window).await?)
     } else {
-        Err(AppError::UnsupportedDatabase(url.clone()))
-    }
+        return Err(AppError::UnsupportedDatabase(url.clone()));
+    };
+    Ok(store)
 }

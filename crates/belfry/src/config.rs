@@ -35,8 +35,10 @@ pub enum ConfigError {
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
-    /// Where notifications are stored. `sqlite://PATH` (created and migrated on first start;
-    /// WAL mode). Default `sqlite://belfry-data/belfry.db`.
+    /// Where notifications are stored: `sqlite://PATH` (created and migrated on first start;
+    /// WAL mode), or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`; the
+    /// database must exist and is migrated on start; nodes on several hosts may share it).
+    /// Default `sqlite://belfry-data/belfry.db`.
     pub database_url: String,
     /// Fan-out between nodes.
     pub broker: BrokerConfig,
@@ -52,6 +54,10 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Rooms.
     pub rooms: RoomsConfig,
+    /// Event-stream sources of notify requests.
+    pub ingest: IngestConfig,
+    /// Web Push.
+    pub push: crate::push::PushConfig,
     /// Store tuning.
     pub store: StoreConfig,
     /// Logging.
@@ -70,6 +76,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rate_limits: RateLimitConfig::default(),
             rooms: RoomsConfig::default(),
+            ingest: IngestConfig::default(),
+            push: crate::push::PushConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
         }
@@ -284,6 +292,84 @@ impl Default for RoomsConfig {
     }
 }
 
+/// Event-stream sources; each is off unless its section is present.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A Redis Streams consumer group.
+    pub redis: Option<RedisIngestConfig>,
+    /// A NATS JetStream durable consumer.
+    pub nats: Option<NatsIngestConfig>,
+}
+
+/// Redis Streams source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisIngestConfig {
+    /// Redis URL. Default `redis://127.0.0.1:6379`.
+    pub url: String,
+    /// Stream to read; each entry's `payload` field is a notify request. Default
+    /// `belfry:notifications`.
+    pub stream: String,
+    /// Consumer group (created at the stream's start when missing). Default `belfry`.
+    pub group: String,
+    /// This node's consumer name; give each node its own. Default `belfry-1`.
+    pub consumer: String,
+    /// Stream receiving poison messages (`payload`, `error`, `source_id`). Default
+    /// `belfry:dead-letter`.
+    pub dead_letter_stream: String,
+    /// Entries read per call. Default 100.
+    pub batch: usize,
+}
+
+impl Default for RedisIngestConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            stream: "belfry:notifications".into(),
+            group: "belfry".into(),
+            consumer: "belfry-1".into(),
+            dead_letter_stream: "belfry:dead-letter".into(),
+            batch: 100,
+        }
+    }
+}
+
+/// NATS JetStream source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsIngestConfig {
+    /// NATS URL. Default `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// JetStream stream (created when missing). Default `BELFRY_NOTIFICATIONS`.
+    pub stream: String,
+    /// Subject the stream captures; messages are notify requests. Default `belfry.notify`.
+    pub subject: String,
+    /// Durable consumer name, shared by all nodes (they split the messages). Default `belfry`.
+    pub durable: String,
+    /// Subject receiving poison messages (header `Belfry-Error`). Default `belfry.dead-letter`.
+    pub dead_letter_subject: String,
+    /// Most unacknowledged messages in flight. Default 100.
+    pub batch: u32,
+    /// Seconds before the server re-delivers a message that was never acknowledged (a node
+    /// crashed while handling it). Default 30.
+    pub ack_wait_secs: u64,
+}
+
+impl Default for NatsIngestConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "BELFRY_NOTIFICATIONS".into(),
+            subject: "belfry.notify".into(),
+            durable: "belfry".into(),
+            dead_letter_subject: "belfry.dead-letter".into(),
+            batch: 100,
+            ack_wait_secs: 30,
+        }
+    }
+}
+
 /// Store tuning.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -330,7 +416,10 @@ fn redact_list<S: serde::Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, 
     s.collect_seq(v.iter().map(|_| "[redacted]"))
 }
 
-fn redact_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn redact_opt<S: serde::Serializer>(
+    v: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match v {
         Some(_) => s.serialize_some("[redacted]"),
         None => s.serialize_none(),
@@ -354,7 +443,12 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment
-            .merge(Env::prefixed("BELFRY_").split("__"))
+            // BELFRY_CONFIG names the file (a CLI flag); BELFRY_TEST_DATABASE_URL is for tests.
+            .merge(
+                Env::prefixed("BELFRY_")
+                    .ignore(&["CONFIG", "TEST_DATABASE_URL"])
+                    .split("__"),
+            )
             .merge(overrides);
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
@@ -523,6 +617,14 @@ mod tests {
             keys.insert(("[auth]".into(), optional.into()));
         }
         keys.insert(("[broker]".into(), "url".into()));
+        keys.insert(("[push]".into(), "vapid_private_key".into()));
+        let redis = toml::Value::try_from(RedisIngestConfig::default()).unwrap();
+        let nats = toml::Value::try_from(NatsIngestConfig::default()).unwrap();
+        for (section, value) in [("[ingest.redis]", redis), ("[ingest.nats]", nats)] {
+            for key in value.as_table().unwrap().keys() {
+                keys.insert((section.into(), key.clone()));
+            }
+        }
         for (section, key) in &keys {
             assert!(
                 docs.contains(&format!("| `{key}` |")),

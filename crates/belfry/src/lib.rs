@@ -9,12 +9,15 @@
 //! | --- | --- |
 //! | [`model`] | typed ids and the notification |
 //! | [`store`] | durable notifications, per-user seq, read state, idempotency |
+//! | [`intake`] | the notify request and its validation, shared by HTTP and ingestion |
+//! | [`ingest`] | consuming notify requests from Redis Streams and NATS JetStream |
 //! | [`notifier`] | store-then-publish for notifications and state changes |
 //! | [`broker`] | fan-out between nodes (in-process by default) |
 //! | [`hub`] | this node's user → connections registry, bounded outboxes |
 //! | [`transport`] | session loops: ordered, gap-free feeds over WS/SSE/poll |
 //! | [`protocol`] | wire frames and the close/error code catalogue |
 //! | [`auth`] | API keys and user JWTs |
+//! | [`push`] | Web Push: VAPID, policy, payload, delivery with retries |
 //! | [`rooms`] | room permissions, bounds, and presence across nodes |
 //! | [`ratelimit`] | per-API-key and per-recipient rate limits |
 //! | [`http`] | routes, extractors, the single error → HTTP mapping, OpenAPI |
@@ -30,9 +33,12 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod hub;
+pub mod ingest;
+pub mod intake;
 pub mod model;
 pub mod notifier;
 pub mod protocol;
+pub mod push;
 pub mod ratelimit;
 pub mod rooms;
 pub mod shutdown;

@@ -63,6 +63,8 @@ enum Command {
     },
     /// Print the effective configuration (secrets redacted).
     PrintConfig,
+    /// Generate a VAPID key pair for Web Push (put the private key in push.vapid_private_key).
+    VapidKeys,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -152,6 +154,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !status.is_success() {
                 bail!("server answered {status}");
             }
+            Ok(())
+        }
+        Command::VapidKeys => {
+            let (private, public) = belfry::push::generate_vapid_keys();
+            println!("# Web Push VAPID keys. Keep the private key secret.");
+            println!("[push]");
+            println!("vapid_private_key = \"{private}\"");
+            println!("# public key (served at /v1/push/vapid-public-key): {public}");
             Ok(())
         }
         Command::PrintConfig => {

@@ -284,6 +284,30 @@ pub enum StateChange {
     Deleted,
 }
 
+/// A browser's push subscription (the `PushSubscription.toJSON()` shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushSubscription {
+    /// The push service URL.
+    pub endpoint: String,
+    /// Browser keys.
+    pub keys: SubscriptionKeys,
+    /// Ignored; browsers send it.
+    #[serde(default, rename = "expirationTime", skip_serializing)]
+    #[schema(value_type = Option<f64>)]
+    pub expiration_time: Option<serde_json::Value>,
+}
+
+/// The keys of a push subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionKeys {
+    /// The browser's P-256 public key, base64url.
+    pub p256dh: String,
+    /// The browser's auth secret, base64url.
+    pub auth: String,
+}
+
 /// Now, truncated to milliseconds (the precision the store keeps).
 pub fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();

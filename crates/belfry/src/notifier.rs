@@ -1,5 +1,6 @@
 //! The notifier: the one road every change takes. Validate (done by the caller's types) →
-//! store (commit, per-user seq) → broker (fan-out to live connections).
+//! store (commit, per-user seq) → broker (fan-out to live connections) → push (queued for
+//! users with no live connection).
 //!
 //! Invariant: nothing is published before it is committed, so a client never sees a
 //! notification that a later read of the store would not return.
@@ -10,7 +11,8 @@ use std::time::Instant;
 use crate::broker::Broker;
 use crate::model::{NewNotification, NotificationId, Seq, StateChange, UserId};
 use crate::protocol::ServerFrame;
-use crate::store::{Inserted, Store, StoreError};
+use crate::push::Pusher;
+use crate::store::{Counts, Inserted, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// What a state change did.
@@ -26,15 +28,22 @@ pub struct StateOutcome {
 pub struct Notifier {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
+    pusher: Option<Arc<Pusher>>,
     metrics: Arc<Metrics>,
 }
 
 impl Notifier {
     /// Wires the notifier.
-    pub fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        broker: Arc<dyn Broker>,
+        pusher: Option<Arc<Pusher>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             store,
             broker,
+            pusher,
             metrics,
         }
     }
@@ -62,6 +71,9 @@ impl Notifier {
                     // Stored is what counts: live clients fill the gap from the store.
                     tracing::warn!(error = %e, "publish failed after commit");
                 }
+                if let Some(pusher) = &self.pusher {
+                    pusher.enqueue(notification);
+                }
             }
         }
         Ok(results)
@@ -75,27 +87,26 @@ impl Notifier {
         change: StateChange,
     ) -> Result<StateOutcome, StoreError> {
         let changed = self.store.set_state(user, ids, change).await?;
-        let unread_count = self.store.counts(user).await?.unread;
+        let counts = self.store.counts(user).await?;
         if changed > 0 {
             let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            self.publish_state(user, change, &ids, None, unread_count)
-                .await;
+            self.publish_state(user, change, &ids, None, counts).await;
         }
         Ok(StateOutcome {
             changed,
-            unread_count,
+            unread_count: counts.unread,
         })
     }
 
     /// Marks all of `user`'s notifications read and tells all of their connections.
     pub async fn mark_all_read(&self, user: &UserId) -> Result<StateOutcome, StoreError> {
         let (changed, up_to) = self.store.mark_all_read(user).await?;
-        let unread_count = self.store.counts(user).await?.unread;
-        self.publish_state(user, StateChange::Read, &[], Some(up_to), unread_count)
+        let counts = self.store.counts(user).await?;
+        self.publish_state(user, StateChange::Read, &[], Some(up_to), counts)
             .await;
         Ok(StateOutcome {
             changed,
-            unread_count,
+            unread_count: counts.unread,
         })
     }
 
@@ -105,14 +116,15 @@ impl Notifier {
         change: StateChange,
         ids: &[String],
         up_to_seq: Option<Seq>,
-        unread_count: i64,
+        counts: Counts,
     ) {
         let event = ServerFrame::State {
             change,
             ids,
             all: up_to_seq.is_some(),
             up_to_seq,
-            unread_count,
+            unread_count: counts.unread,
+            last_seq: counts.last_seq,
         }
         .encode();
         if let Err(e) = self.broker.publish(user, Arc::new(event)).await {

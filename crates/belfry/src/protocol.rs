@@ -310,6 +310,8 @@ pub enum ServerFrame<'a> {
         up_to_seq: Option<Seq>,
         /// The user's unread count after the change.
         unread_count: i64,
+        /// The user's highest seq when the count was taken.
+        last_seq: Seq,
     },
     /// Reply to `join`: the room's members now (one entry per user, however many tabs).
     Joined {
@@ -452,6 +454,59 @@ mod tests {
         );
         assert!(ClientFrame::parse(r#"{"type":"nope"}"#).is_err());
         assert!(ClientFrame::parse("not json").is_err());
+    }
+
+    /// `Name: value,` lines of the object `export const <object> = { … }` in codes.ts.
+    fn sdk_entries(source: &str, object: &str) -> Vec<(String, String)> {
+        let start = format!("export const {object} = {{");
+        source
+            .lines()
+            .skip_while(|l| l.trim() != start)
+            .skip(1)
+            .take_while(|l| !l.trim().starts_with('}'))
+            .filter_map(|l| {
+                let (name, value) = l.trim().trim_end_matches(',').split_once(':')?;
+                Some((
+                    name.trim().to_owned(),
+                    value.trim().trim_matches('"').to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The SDK's catalogue (clients/js/src/core/codes.ts) is exactly the server's.
+    #[test]
+    fn the_sdk_code_catalogue_matches_the_server() {
+        let source = include_str!("../../../clients/js/src/core/codes.ts");
+        let close: Vec<(String, String)> = CloseCode::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), c.code().to_string()))
+            .collect();
+        assert_eq!(sdk_entries(source, "CloseCode"), close);
+        let errors: Vec<String> = ErrorCode::ALL
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        let sdk: Vec<String> = sdk_entries(source, "ErrorCode")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(sdk, errors);
+    }
+
+    /// docs/protocol.md documents every close code and every error code.
+    #[test]
+    fn the_protocol_doc_lists_every_code() {
+        let doc = include_str!("../../../docs/protocol.md");
+        for code in CloseCode::ALL {
+            assert!(doc.contains(&format!("| {} |", code.code())), "{code:?}");
+        }
+        for code in ErrorCode::ALL {
+            assert!(
+                doc.contains(&format!("| `{}` |", code.as_str())),
+                "{code:?}"
+            );
+        }
     }
 
     #[test]

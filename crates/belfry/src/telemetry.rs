@@ -43,6 +43,22 @@ pub struct Metrics {
     pub store_unavailable: Counter,
     /// Messages for other nodes dropped because the broker was unreachable or its queue full.
     pub broker_dropped: Counter,
+    /// Ingested messages stored (or recognised as already stored).
+    pub ingest_stored: Counter,
+    /// Ingested messages refused as poison and sent to a dead-letter destination.
+    pub ingest_poison: Counter,
+    /// Pushes accepted by a push service.
+    pub push_sent: Counter,
+    /// Pushes given up (refused, or retries exhausted).
+    pub push_failed: Counter,
+    /// Push attempts retried after 429/5xx or a network error.
+    pub push_retried: Counter,
+    /// Subscriptions removed because the push service answered 404/410.
+    pub push_pruned: Counter,
+    /// Pushes dropped because the push queue was full.
+    pub push_dropped: Counter,
+    /// Pushes not sent because the user had a live connection (policy `offline`).
+    pub push_skipped_online: Counter,
 }
 
 impl Default for Metrics {
@@ -64,6 +80,54 @@ impl Metrics {
         let slow_disconnects = Counter::default();
         let store_unavailable = Counter::default();
         let broker_dropped = Counter::default();
+        let ingest_stored = Counter::default();
+        let ingest_poison = Counter::default();
+        let push_sent = Counter::default();
+        let push_failed = Counter::default();
+        let push_retried = Counter::default();
+        let push_pruned = Counter::default();
+        let push_dropped = Counter::default();
+        let push_skipped_online = Counter::default();
+        for (name, help, counter) in [
+            ("push_sent", "Pushes accepted by a push service", &push_sent),
+            (
+                "push_failed",
+                "Pushes given up (refused or retries exhausted)",
+                &push_failed,
+            ),
+            (
+                "push_retried",
+                "Push attempts retried after 429, 5xx or a network error",
+                &push_retried,
+            ),
+            (
+                "push_pruned",
+                "Push subscriptions removed after 404 or 410",
+                &push_pruned,
+            ),
+            (
+                "push_dropped",
+                "Pushes dropped because the push queue was full",
+                &push_dropped,
+            ),
+            (
+                "push_skipped_online",
+                "Pushes not sent because the user was online",
+                &push_skipped_online,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "ingest_stored",
+            "Ingested messages stored or recognised as already stored",
+            ingest_stored.clone(),
+        );
+        registry.register(
+            "ingest_poison",
+            "Ingested messages refused as poison and dead-lettered",
+            ingest_poison.clone(),
+        );
         registry.register(
             "connections",
             "Live connections on this node",
@@ -108,6 +172,14 @@ impl Metrics {
             slow_disconnects,
             store_unavailable,
             broker_dropped,
+            ingest_stored,
+            ingest_poison,
+            push_sent,
+            push_failed,
+            push_retried,
+            push_pruned,
+            push_dropped,
+            push_skipped_online,
         }
     }
 

@@ -39,4 +39,8 @@ impl Broker for LocalBroker {
     async fn watch(&self, _topic: &Topic) {}
 
     fn unwatch(&self, _topic: &Topic) {}
+
+    async fn online(&self, user: &UserId) -> bool {
+        self.hub.connections_of(user) > 0
+    }
 }

@@ -67,6 +67,11 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Undoes one `watch`.
     fn unwatch(&self, topic: &Topic);
+
+    /// True when some node (possibly this one) has a live session of `user`; false when none
+    /// has, or the broker cannot tell (Web Push then goes out: a duplicate is better than a
+    /// miss, and the service worker drops what a page already showed).
+    async fn online(&self, user: &UserId) -> bool;
 }
 
 /// A counted `watch` that is undone when dropped. Sessions hold one for their lifetime.

@@ -138,7 +138,24 @@ impl Broker for NatsBroker {
     fn unwatch(&self, topic: &Topic) {
         let _ = self.commands.send(Command::Unwatch(topic.clone()));
     }
+
+    async fn online(&self, user: &UserId) -> bool {
+        if self.hub.connections_of(user) > 0 {
+            return true;
+        }
+        // Nodes watching the user answer requests on its subject; none answering means offline
+        // (NATS reports "no responders" at once).
+        let subject = subject(&self.prefix, &Topic::User(user.clone()));
+        let request = self.client.request(subject, ONLINE_QUERY.into());
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_millis(500), request).await,
+            Ok(Ok(_))
+        )
+    }
 }
+
+/// The payload of an "is this user online?" request (never a valid wire message).
+const ONLINE_QUERY: &str = "online?";
 
 async fn run_subscriber(
     client: async_nats::Client,
@@ -178,6 +195,10 @@ async fn run_subscriber(
                 }
             },
             Some((topic, message)) = subscriptions.next(), if !subscriptions.is_empty() => {
+                if let Some(reply) = &message.reply {
+                    let _ = client.publish(reply.clone(), "1".into()).await;
+                    continue;
+                }
                 let Some((origin, event)) = wire::decode(&node, &message.payload) else {
                     continue;
                 };

@@ -35,6 +35,7 @@ enum Command {
 
 /// Fan-out through Redis pub/sub.
 pub struct RedisBroker {
+    client: redis::Client,
     node: String,
     prefix: String,
     hub: Arc<Hub>,
@@ -56,6 +57,7 @@ impl RedisBroker {
         let client =
             redis::Client::open(url).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let node = format!("n{}", uuid::Uuid::now_v7().simple());
+        let query_client = client.clone();
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
         let (commands, command_rx) = mpsc::unbounded_channel();
         tokio::spawn(run_publisher(
@@ -75,6 +77,7 @@ impl RedisBroker {
             shutdown,
         }));
         Ok(Self {
+            client: query_client,
             node,
             prefix: prefix.to_owned(),
             hub,
@@ -139,6 +142,26 @@ impl Broker for RedisBroker {
 
     fn unwatch(&self, topic: &Topic) {
         let _ = self.commands.send(Command::Unwatch(topic.clone()));
+    }
+
+    async fn online(&self, user: &UserId) -> bool {
+        if self.hub.connections_of(user) > 0 {
+            return true;
+        }
+        // A node subscribes to a user's channel exactly while it has a session of that user.
+        let channel = channel(&self.prefix, &Topic::User(user.clone()));
+        let query = async {
+            let mut con = self.client.get_multiplexed_async_connection().await?;
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async::<Vec<(String, i64)>>(&mut con)
+                .await
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), query).await {
+            Ok(Ok(counts)) => counts.first().is_some_and(|(_, n)| *n > 0),
+            _ => false,
+        }
     }
 }
 

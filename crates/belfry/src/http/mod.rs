@@ -9,6 +9,7 @@ mod inbox;
 mod live;
 mod openapi;
 mod ops;
+mod push;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -39,6 +40,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/notifications/archive", post(inbox::archive))
         .route("/v1/me/notifications/read-all", post(inbox::read_all))
         .route("/v1/me/notifications/{id}", delete(inbox::delete))
+        .route("/v1/push/vapid-public-key", get(push::vapid_public_key))
+        .route(
+            "/v1/me/push-subscriptions",
+            post(push::subscribe).delete(push::unsubscribe),
+        )
         .route("/v1/ws", get(live::ws))
         .route("/v1/sse", get(live::sse))
         .route("/v1/poll", get(live::poll))

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, inbox, live, ops};
+use super::{api, inbox, live, ops, push};
 
 struct Security;
 
@@ -41,6 +41,7 @@ impl Modify for Security {
         api::notify, api::batch, api::room_message,
         inbox::list, inbox::unread_count, inbox::read, inbox::unread, inbox::seen,
         inbox::archive, inbox::read_all, inbox::delete,
+        push::vapid_public_key, push::subscribe, push::unsubscribe,
         live::ws, live::sse, live::poll,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -49,6 +50,7 @@ impl Modify for Security {
         (name = "backend", description = "Server-to-server: API key"),
         (name = "inbox", description = "A user's own notifications: user JWT"),
         (name = "live", description = "Live delivery"),
+        (name = "push", description = "Web Push"),
         (name = "ops", description = "Operations"),
     )
 )]

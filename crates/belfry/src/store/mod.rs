@@ -4,7 +4,15 @@
 //! It owns the guarantee that a notification's `seq` is assigned in the same transaction that
 //! stores it, so that per user `seq` increases strictly in commit order. It never knows about
 //! HTTP, sockets or the hub; callers publish what it returns.
+//!
+//! Two backends implement [`Store`]: [`SqliteStore`] (a local file) and [`PostgresStore`] (a
+//! server that nodes on many hosts share). They share their statements (`sql`), row decoding
+//! (`rows`) and group commit (`group_commit`), and differ only where the databases do.
 
+mod group_commit;
+mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -12,9 +20,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::model::{
-    NewNotification, Notification, NotificationId, NotificationRef, Seq, StateChange, UserId,
+    NewNotification, Notification, NotificationId, NotificationRef, PushSubscription, Seq,
+    StateChange, UserId,
 };
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -93,7 +103,7 @@ pub struct Counts {
     pub last_seq: Seq,
 }
 
-/// Durable storage. Implementations: [`SqliteStore`] (the default).
+/// Durable storage. Implementations: [`SqliteStore`] (the default) and [`PostgresStore`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores the whole batch atomically (all or nothing) and returns one [`Inserted`] per
@@ -128,6 +138,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks every unread notification read; returns how many changed and the seq they go up to.
     async fn mark_all_read(&self, user: &UserId) -> Result<(u64, Seq), StoreError>;
+
+    /// Saves a push subscription for `user` (an endpoint that belonged to another user moves
+    /// to this one: the browser profile changed hands).
+    async fn add_push_subscription(
+        &self,
+        user: &UserId,
+        subscription: &PushSubscription,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the subscription with this endpoint (only if it is `user`'s, when given);
+    /// returns whether one was removed.
+    async fn remove_push_subscription(
+        &self,
+        user: Option<&UserId>,
+        endpoint: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// A user's push subscriptions.
+    async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>, StoreError>;
 
     /// Answers when the database is reachable.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -1,4 +1,5 @@
-//! Test support: a real Belfry on a random port with its own SQLite file, typed helpers for the
+//! Test support: a real Belfry on a random port with its own database (a fresh SQLite file, or a
+//! fresh PostgreSQL database when `BELFRY_TEST_DATABASE_URL` is set), typed helpers for the
 //! backend and client APIs, a WebSocket client, and `wait_until` (tests wait on conditions with
 //! a deadline, never on fixed sleeps).
 
@@ -51,16 +52,61 @@ pub struct TestApp {
     pub state: belfry::AppState,
 }
 
+/// A PostgreSQL server URL (`postgres://postgres@127.0.0.1:5432/postgres`): when set, every
+/// `test_config` gets a fresh database on that server instead of a SQLite file.
+pub const TEST_DATABASE_URL: &str = "BELFRY_TEST_DATABASE_URL";
+
 pub fn test_config(dir: &TempDir) -> Config {
     let mut config = Config::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    let db: PathBuf = dir.path().join("belfry.db");
-    config.database_url = format!("sqlite://{}", db.display());
+    config.database_url = match std::env::var(TEST_DATABASE_URL) {
+        Ok(server) if !server.is_empty() => create_postgres_database(&server),
+        _ => {
+            let db: PathBuf = dir.path().join("belfry.db");
+            format!("sqlite://{}", db.display())
+        }
+    };
     config.auth.api_keys = vec![SecretString::from(API_KEY)];
     config.auth.jwt_secret = Some(SecretString::from(JWT_SECRET));
     config.auth.secrets_file = dir.path().join("secrets.toml");
     config.store.sqlite_synchronous = "normal".into();
     config
+}
+
+/// Creates `belfry_test_<uuid>` on the server at `server` and returns its URL. Restarts and the
+/// nodes of one test share it through their config. It is not dropped afterwards (a config may
+/// outlive every app built from it); the UUID keeps names from colliding. To clean up:
+/// `psql -Atc "SELECT 'DROP DATABASE ' || datname || ';' FROM pg_database
+///  WHERE datname LIKE 'belfry\_test\_%'" | psql`.
+fn create_postgres_database(server: &str) -> String {
+    use sqlx::Connection;
+
+    let name = format!("belfry_test_{}", uuid::Uuid::new_v4().simple());
+    let mut url = reqwest::Url::parse(server).expect("BELFRY_TEST_DATABASE_URL is not a URL");
+    url.set_path(&name);
+    let server = server.to_owned();
+    let create = format!("CREATE DATABASE {name}");
+    // `test_config` is synchronous and called inside a test's runtime: connect from a thread of
+    // its own.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut admin = sqlx::PgConnection::connect(&server)
+                .await
+                .expect("cannot connect to BELFRY_TEST_DATABASE_URL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    url.to_string()
 }
 
 pub async fn spawn_app() -> TestApp {

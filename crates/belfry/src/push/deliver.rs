@@ -1,0 +1,275 @@
+//! The delivery workers: decide, encrypt, send, retry, prune.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use web_push_native::WebPushBuilder;
+use web_push_native::jwt_simple::algorithms::{
+    ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair,
+};
+use web_push_native::jwt_simple::claims::Claims;
+
+use super::{PushConfig, PushPolicy, PushSubscription, payload};
+use crate::broker::Broker;
+use crate::hub::Hub;
+use crate::model::Notification;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// Longest wait honoured from a `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// What became of one push to one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The push service accepted it.
+    Delivered,
+    /// The subscription is gone (404/410) and was removed.
+    Pruned,
+    /// Refused for good, or retries ran out.
+    Failed,
+}
+
+pub(super) struct Worker {
+    pub key: Arc<ES256KeyPair>,
+    pub config: PushConfig,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub broker: Arc<dyn Broker>,
+    pub metrics: Arc<Metrics>,
+    pub client: reqwest::Client,
+}
+
+pub(super) async fn run(
+    worker: Worker,
+    mut jobs: mpsc::Receiver<Notification>,
+    shutdown: CancellationToken,
+) {
+    let worker = Arc::new(worker);
+    let slots = Arc::new(Semaphore::new(worker.config.concurrency.max(1)));
+    loop {
+        let notification = tokio::select! {
+            () = shutdown.cancelled() => return,
+            job = jobs.recv() => match job {
+                Some(n) => n,
+                None => return,
+            },
+        };
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let worker = Arc::clone(&worker);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            worker.push(&notification, &stop).await;
+            drop(permit);
+        });
+    }
+}
+
+/// RFC 8030 `Topic`: at most 32 URL-safe base64 characters. Pushes with the same topic replace
+/// each other at the push service, so a newer notification of a group replaces an older one.
+fn topic(group_key: &str) -> String {
+    let digest = Sha256::digest(group_key.as_bytes());
+    let mut text = Base64UrlUnpadded::encode_string(&digest);
+    text.truncate(32);
+    text
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// The VAPID `Authorization` header (RFC 8292). Signed here rather than by `web-push-native`,
+/// whose audience leaves out a non-default port: `aud` must be the push resource's origin,
+/// port included (our loopback test service, which checks it independently, caught this).
+fn vapid_header(
+    key: &ES256KeyPair,
+    endpoint: &http::Uri,
+    valid: Duration,
+    subject: &str,
+) -> Option<String> {
+    let scheme = endpoint.scheme_str()?;
+    let host = endpoint.host()?;
+    let origin = match endpoint.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    };
+    // Push services refuse tokens valid for more than 24 hours.
+    let valid = valid.min(Duration::from_secs(24 * 3600));
+    let claims = Claims::create(valid.into())
+        .with_audience(origin)
+        .with_subject(subject);
+    let token = key.sign(claims).ok()?;
+    let public =
+        Base64UrlUnpadded::encode_string(&key.public_key().public_key().to_bytes_uncompressed());
+    Some(format!("vapid t={token}, k={public}"))
+}
+
+impl Worker {
+    async fn wanted(&self, notification: &Notification) -> bool {
+        let policy = self
+            .config
+            .type_policies
+            .get(notification.kind.as_str())
+            .copied()
+            .unwrap_or(self.config.policy);
+        match policy {
+            PushPolicy::Never => false,
+            PushPolicy::Always => true,
+            PushPolicy::Offline => {
+                let user = &notification.user_id;
+                let online = self.hub.connections_of(user) > 0 || self.broker.online(user).await;
+                if online {
+                    self.metrics.push_skipped_online.inc();
+                }
+                !online
+            }
+        }
+    }
+
+    async fn push(&self, notification: &Notification, shutdown: &CancellationToken) {
+        if !self.wanted(notification).await {
+            return;
+        }
+        let subscriptions = match self.store.push_subscriptions(&notification.user_id).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %e, "push: cannot read subscriptions");
+                self.metrics.push_failed.inc();
+                return;
+            }
+        };
+        let body = payload(notification);
+        for subscription in subscriptions {
+            let outcome = self
+                .send(&subscription, notification, &body, shutdown)
+                .await;
+            match outcome {
+                Outcome::Delivered => self.metrics.push_sent.inc(),
+                Outcome::Pruned => self.metrics.push_pruned.inc(),
+                Outcome::Failed => self.metrics.push_failed.inc(),
+            };
+        }
+    }
+
+    fn request(
+        &self,
+        subscription: &PushSubscription,
+        notification: &Notification,
+        body: &[u8],
+    ) -> Option<reqwest::RequestBuilder> {
+        let endpoint = subscription.endpoint.parse().ok()?;
+        let p256dh =
+            Base64UrlUnpadded::decode_vec(subscription.keys.p256dh.trim_end_matches('=')).ok()?;
+        let public = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh).ok()?;
+        let secret = Base64UrlUnpadded::decode_vec(subscription.keys.auth.trim_end_matches('='))
+            .ok()
+            .filter(|a| a.len() == 16)?;
+        let mut auth = web_push_native::Auth::default();
+        auth.copy_from_slice(&secret);
+        let ttl = Duration::from_secs(self.config.ttl_secs.max(1));
+        let vapid = vapid_header(&self.key, &endpoint, ttl, &self.config.subject)?;
+        let request = WebPushBuilder::new(endpoint, public, auth)
+            .with_valid_duration(ttl)
+            .build(body.to_vec())
+            .ok()?;
+        let (parts, body) = request.into_parts();
+        let mut builder = self
+            .client
+            .post(parts.uri.to_string())
+            .headers(parts.headers)
+            .header("Urgency", self.config.urgency.as_str())
+            .header(reqwest::header::AUTHORIZATION, vapid);
+        if let Some(group) = &notification.group_key {
+            builder = builder.header("Topic", topic(group.as_str()));
+        }
+        Some(builder.body(body))
+    }
+
+    /// Sends one push, retrying 429/5xx/network errors with backoff (or `Retry-After`).
+    pub(super) async fn send(
+        &self,
+        subscription: &PushSubscription,
+        notification: &Notification,
+        body: &[u8],
+        shutdown: &CancellationToken,
+    ) -> Outcome {
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=self.config.max_attempts.max(1) {
+            let Some(request) = self.request(subscription, notification, body) else {
+                tracing::warn!("push: unusable subscription; removing it");
+                let _ = self
+                    .store
+                    .remove_push_subscription(None, &subscription.endpoint)
+                    .await;
+                return Outcome::Pruned;
+            };
+            let wait = match request.send().await {
+                Ok(response) if response.status().is_success() => return Outcome::Delivered,
+                Ok(response) if matches!(response.status().as_u16(), 404 | 410) => {
+                    if let Err(e) = self
+                        .store
+                        .remove_push_subscription(None, &subscription.endpoint)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "push: cannot remove a gone subscription");
+                    }
+                    return Outcome::Pruned;
+                }
+                Ok(response)
+                    if response.status().as_u16() == 429 || response.status().is_server_error() =>
+                {
+                    retry_after(&response).unwrap_or(delay)
+                }
+                Ok(response) => {
+                    tracing::warn!(status = %response.status(), "push refused");
+                    return Outcome::Failed;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "push: network error");
+                    delay
+                }
+            };
+            if attempt == self.config.max_attempts.max(1) {
+                break;
+            }
+            self.metrics.push_retried.inc();
+            tokio::select! {
+                () = shutdown.cancelled() => return Outcome::Failed,
+                () = tokio::time::sleep(wait) => {}
+            }
+            delay = (delay * 2).min(MAX_RETRY_AFTER);
+        }
+        Outcome::Failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_short_url_safe_and_stable() {
+        let a = topic("post:7:likes");
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_eq!(a, topic("post:7:likes"));
+        assert_ne!(a, topic("post:8:likes"));
+    }
+}

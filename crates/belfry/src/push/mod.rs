@@ -1,0 +1,273 @@
+//! Web Push: reaching users whose app is closed.
+//!
+//! Owns the VAPID key pair, the delivery policy (push when the user has no live connection
+//! anywhere in the cluster, always, or never; per notification type), the payload format
+//! (docs/push.md), and delivery: off the request path, bounded concurrency, retries with backoff
+//! on 429/5xx honouring `Retry-After`, and removal of subscriptions the push service says are
+//! gone (404/410). Encryption (RFC 8291, aes128gcm) and VAPID (RFC 8292) come from
+//! `web-push-native`. It never knows about axum; it reads subscriptions from the store.
+
+mod deliver;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPair};
+
+use crate::broker::Broker;
+use crate::hub::Hub;
+use crate::model::Notification;
+pub use crate::model::{PushSubscription, SubscriptionKeys};
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+pub use deliver::Outcome;
+
+/// When a notification is pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushPolicy {
+    /// Only when the user has no live connection on any node (the default).
+    Offline,
+    /// Always, also when a tab is open (the service worker then skips what the page showed).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Web Push settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// The VAPID private key (base64url, from `belfry vapid-keys`). Push is off without it.
+    #[serde(serialize_with = "crate::config::redact_opt")]
+    pub vapid_private_key: Option<SecretString>,
+    /// Contact for push services, `mailto:` or `https:`. Default `mailto:admin@localhost`.
+    pub subject: String,
+    /// Default policy. Default `offline`.
+    pub policy: PushPolicy,
+    /// Policy per notification type, overriding `policy`.
+    pub type_policies: BTreeMap<String, PushPolicy>,
+    /// How long a push service keeps an undelivered push, in seconds. Default 43200 (12 h).
+    pub ttl_secs: u64,
+    /// `very-low`, `low`, `normal` or `high`. Default `normal`.
+    pub urgency: String,
+    /// Deliveries in flight at once. Default 8.
+    pub concurrency: usize,
+    /// Attempts per delivery before giving up (429/5xx/network errors). Default 5.
+    pub max_attempts: u32,
+    /// Pushes queued before new ones are dropped (and counted). Default 10000.
+    pub queue: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            vapid_private_key: None,
+            subject: "mailto:admin@localhost".into(),
+            policy: PushPolicy::Offline,
+            type_policies: BTreeMap::new(),
+            ttl_secs: 43_200,
+            urgency: "normal".into(),
+            concurrency: 8,
+            max_attempts: 5,
+            queue: 10_000,
+        }
+    }
+}
+
+/// Why a subscription or key was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PushError {
+    /// Push is not configured (no VAPID key).
+    #[error("web push is not configured on this server")]
+    Disabled,
+    /// A subscription field is malformed.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The VAPID key is malformed.
+    #[error("invalid VAPID private key: {0}")]
+    BadKey(String),
+}
+
+/// Checks a subscription's endpoint and keys can be used for delivery.
+pub fn validate_subscription(subscription: &PushSubscription) -> Result<(), PushError> {
+    let endpoint: http::Uri = subscription
+        .endpoint
+        .parse()
+        .map_err(|_| PushError::Invalid("endpoint: not a URL"))?;
+    if !matches!(endpoint.scheme_str(), Some("https" | "http"))
+        || subscription.endpoint.len() > 2048
+    {
+        return Err(PushError::Invalid("endpoint: must be an http(s) URL"));
+    }
+    let key = Base64UrlUnpadded::decode_vec(subscription.keys.p256dh.trim_end_matches('='))
+        .map_err(|_| PushError::Invalid("keys.p256dh: not base64url"))?;
+    web_push_native::p256::PublicKey::from_sec1_bytes(&key)
+        .map_err(|_| PushError::Invalid("keys.p256dh: not a P-256 public key"))?;
+    let auth = Base64UrlUnpadded::decode_vec(subscription.keys.auth.trim_end_matches('='))
+        .map_err(|_| PushError::Invalid("keys.auth: not base64url"))?;
+    if auth.len() != 16 {
+        return Err(PushError::Invalid("keys.auth: must be 16 bytes"));
+    }
+    Ok(())
+}
+
+/// A fresh VAPID key pair: (private, public), both base64url without padding.
+pub fn generate_vapid_keys() -> (String, String) {
+    let pair = ES256KeyPair::generate();
+    let private = Base64UrlUnpadded::encode_string(&pair.to_bytes());
+    let public =
+        Base64UrlUnpadded::encode_string(&pair.public_key().public_key().to_bytes_uncompressed());
+    (private, public)
+}
+
+fn load_key(secret: &SecretString) -> Result<ES256KeyPair, PushError> {
+    let bytes = Base64UrlUnpadded::decode_vec(secret.expose_secret().trim().trim_end_matches('='))
+        .map_err(|e| PushError::BadKey(e.to_string()))?;
+    ES256KeyPair::from_bytes(&bytes).map_err(|e| PushError::BadKey(e.to_string()))
+}
+
+/// Queues pushes and delivers them in the background.
+pub struct Pusher {
+    public_key: String,
+    queue: mpsc::Sender<Notification>,
+    config: PushConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl Pusher {
+    /// Starts the delivery workers, or returns `Ok(None)` when no VAPID key is configured.
+    pub fn start(
+        config: &PushConfig,
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        broker: Arc<dyn Broker>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Option<Self>, PushError> {
+        let Some(secret) = &config.vapid_private_key else {
+            return Ok(None);
+        };
+        let key = load_key(secret)?;
+        let public_key = Base64UrlUnpadded::encode_string(
+            &key.public_key().public_key().to_bytes_uncompressed(),
+        );
+        let (queue, jobs) = mpsc::channel(config.queue.max(1));
+        let worker = deliver::Worker {
+            key: Arc::new(key),
+            config: config.clone(),
+            store,
+            hub,
+            broker,
+            metrics: Arc::clone(&metrics),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .map_err(|e| PushError::BadKey(format!("HTTP client: {e}")))?,
+        };
+        tokio::spawn(deliver::run(worker, jobs, shutdown));
+        Ok(Some(Self {
+            public_key,
+            queue,
+            config: config.clone(),
+            metrics,
+        }))
+    }
+
+    /// The VAPID public key browsers subscribe with (`applicationServerKey`).
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    /// The policy for a notification type.
+    pub fn policy_for(&self, kind: &str) -> PushPolicy {
+        self.config
+            .type_policies
+            .get(kind)
+            .copied()
+            .unwrap_or(self.config.policy)
+    }
+
+    /// Queues `notification` for push, when its policy allows; never waits.
+    pub fn enqueue(&self, notification: &Notification) {
+        if self.policy_for(notification.kind.as_str()) == PushPolicy::Never {
+            return;
+        }
+        if self.queue.try_send(notification.clone()).is_err() {
+            self.metrics.push_dropped.inc();
+            tracing::warn!("push queue full: push dropped");
+        }
+    }
+}
+
+/// The JSON a service worker receives (docs/push.md, version 1). Over 3 KiB of `data` is
+/// left out (`data_truncated: true`): push services cap payloads near 4 KiB.
+pub fn payload(notification: &Notification) -> Vec<u8> {
+    const MAX_DATA: usize = 3 * 1024;
+    let data = notification.data.to_string();
+    let (data, truncated) = if data.len() > MAX_DATA {
+        (serde_json::Value::Null, true)
+    } else {
+        (notification.data.clone(), false)
+    };
+    let body = serde_json::json!({
+        "v": 1,
+        "id": notification.id,
+        "seq": notification.seq,
+        "user_id": notification.user_id,
+        "type": notification.kind,
+        "group_key": notification.group_key,
+        "created_at": notification.created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "data": data,
+        "data_truncated": truncated,
+    });
+    body.to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_load_and_match() {
+        let (private, public) = generate_vapid_keys();
+        let pair = load_key(&SecretString::from(private)).unwrap();
+        let derived = Base64UrlUnpadded::encode_string(
+            &pair.public_key().public_key().to_bytes_uncompressed(),
+        );
+        assert_eq!(derived, public);
+        assert_eq!(Base64UrlUnpadded::decode_vec(&public).unwrap().len(), 65);
+    }
+
+    #[test]
+    fn subscriptions_are_validated() {
+        let (_, public) = generate_vapid_keys();
+        let good = PushSubscription {
+            endpoint: "https://push.example/abc".into(),
+            keys: SubscriptionKeys {
+                p256dh: public,
+                auth: Base64UrlUnpadded::encode_string(&[7u8; 16]),
+            },
+            expiration_time: None,
+        };
+        assert_eq!(validate_subscription(&good), Ok(()));
+        let mut bad = good.clone();
+        bad.endpoint = "ftp://x".into();
+        assert!(validate_subscription(&bad).is_err());
+        let mut bad = good.clone();
+        bad.keys.auth = "AAAA".into();
+        assert!(validate_subscription(&bad).is_err());
+        let mut bad = good;
+        bad.keys.p256dh = "not-a-key".into();
+        assert!(validate_subscription(&bad).is_err());
+    }
+}

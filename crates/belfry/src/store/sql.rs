@@ -1,0 +1,224 @@
+//! The statements both backends run, written once. Parameters are numbered (SQLite `?n`,
+//! PostgreSQL `$n`), and each function documents what it binds, in order. Only constant
+//! fragments and placeholders ever go into the text; values are always bound.
+
+use std::fmt::Write;
+
+use super::ListQuery;
+use crate::model::StateChange;
+
+/// Which backend's SQL to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The `n`-th bind parameter (1-based).
+    fn param(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// The columns `rows::NotificationRow` reads, as text where PostgreSQL stores a richer type.
+    fn columns(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "id, user_id, seq, type, data, group_key, created_at, seen_at, read_at, \
+                 archived_at, expires_at"
+            }
+            Dialect::Postgres => {
+                "id::text AS id, user_id, seq, type, data::text AS data, group_key, created_at, \
+                 seen_at, read_at, archived_at, expires_at"
+            }
+        }
+    }
+
+    /// `id` is one of `count` ids bound from parameter `first` on: SQLite binds each id,
+    /// PostgreSQL one text array. Returns the condition and the next free parameter.
+    fn id_among(self, first: usize, count: usize) -> (String, usize) {
+        match self {
+            Dialect::Sqlite => {
+                let mut list = String::new();
+                for n in first..first + count {
+                    if n > first {
+                        list.push_str(", ");
+                    }
+                    list.push_str(&self.param(n));
+                }
+                (format!("id IN ({list})"), first + count)
+            }
+            Dialect::Postgres => (
+                format!("id = ANY({}::uuid[])", self.param(first)),
+                first + 1,
+            ),
+        }
+    }
+}
+
+/// One page of a user's notifications, newest first.
+/// Binds: user, before (exclusive), now, limit, then the type when `query.kind` is set.
+pub(super) fn list(d: Dialect, query: &ListQuery) -> String {
+    let mut sql = format!(
+        "SELECT {} FROM notifications WHERE user_id = {} AND seq < {} \
+         AND (expires_at IS NULL OR expires_at > {})",
+        d.columns(),
+        d.param(1),
+        d.param(2),
+        d.param(3)
+    );
+    if query.unread_only {
+        sql.push_str(" AND read_at IS NULL");
+    }
+    if query.archived {
+        sql.push_str(" AND archived_at IS NOT NULL");
+    } else {
+        sql.push_str(" AND archived_at IS NULL");
+    }
+    if query.kind.is_some() {
+        let _ = write!(sql, " AND type = {}", d.param(5));
+    }
+    let _ = write!(sql, " ORDER BY seq DESC LIMIT {}", d.param(4));
+    sql
+}
+
+/// A user's unexpired notifications in a seq range, oldest first.
+/// Binds: user, after (exclusive), before (exclusive), now, limit.
+pub(super) fn after(d: Dialect) -> String {
+    format!(
+        "SELECT {} FROM notifications WHERE user_id = {p1} AND seq > {p2} AND seq < {p3} \
+         AND (expires_at IS NULL OR expires_at > {p4}) ORDER BY seq ASC LIMIT {p5}",
+        d.columns(),
+        p1 = d.param(1),
+        p2 = d.param(2),
+        p3 = d.param(3),
+        p4 = d.param(4),
+        p5 = d.param(5),
+    )
+}
+
+/// Unread count and highest seq. Binds: user, now.
+pub(super) fn counts(d: Dialect) -> String {
+    format!(
+        "SELECT \
+           (SELECT COUNT(*) FROM notifications WHERE user_id = {p1} AND read_at IS NULL \
+              AND archived_at IS NULL AND (expires_at IS NULL OR expires_at > {p2})), \
+           (SELECT COALESCE(MAX(last_seq), 0) FROM user_seqs WHERE user_id = {p1})",
+        p1 = d.param(1),
+        p2 = d.param(2),
+    )
+}
+
+/// The statement that applies `change` to `count` of a user's notifications, and whether it
+/// stamps the current time. Binds: user, the ids (see [`Dialect::id_among`]), then now when
+/// stamped.
+pub(super) fn set_state(d: Dialect, change: StateChange, count: usize) -> (String, bool) {
+    let user = d.param(1);
+    let (ids, next) = d.id_among(2, count);
+    let now = d.param(next);
+    let stamp = |column: &str| {
+        format!(
+            "UPDATE notifications SET {column} = {now} WHERE user_id = {user} \
+             AND {column} IS NULL AND {ids}"
+        )
+    };
+    match change {
+        StateChange::Read => (stamp("read_at"), true),
+        StateChange::Seen => (stamp("seen_at"), true),
+        StateChange::Archived => (stamp("archived_at"), true),
+        StateChange::Unread => (
+            format!(
+                "UPDATE notifications SET read_at = NULL WHERE user_id = {user} \
+                 AND read_at IS NOT NULL AND {ids}"
+            ),
+            false,
+        ),
+        StateChange::Deleted => (
+            format!("DELETE FROM notifications WHERE user_id = {user} AND {ids}"),
+            false,
+        ),
+    }
+}
+
+/// The highest seq ever assigned to a user (0 when none). Binds: user.
+pub(super) fn last_seq(d: Dialect) -> String {
+    format!(
+        "SELECT COALESCE(MAX(last_seq), 0) FROM user_seqs WHERE user_id = {}",
+        d.param(1)
+    )
+}
+
+/// Marks a user's unread notifications up to a seq read. Binds: now, user, up-to seq.
+pub(super) fn mark_read_up_to(d: Dialect) -> String {
+    format!(
+        "UPDATE notifications SET read_at = {} WHERE user_id = {} AND read_at IS NULL \
+         AND seq <= {}",
+        d.param(1),
+        d.param(2),
+        d.param(3)
+    )
+}
+
+/// An idempotency key's fingerprint and response, if used since a time.
+/// Binds: key, since (exclusive).
+pub(super) fn find_key(d: Dialect) -> String {
+    format!(
+        "SELECT fingerprint, response FROM idempotency_keys WHERE key = {} AND created_at > {}",
+        d.param(1),
+        d.param(2)
+    )
+}
+
+/// Records an idempotency key, replacing an expired use of it.
+/// Binds: key, fingerprint, response, created at.
+pub(super) fn record_key(d: Dialect) -> String {
+    format!(
+        "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) \
+         VALUES ({}, {}, {}, {}) ON CONFLICT (key) DO UPDATE SET \
+         fingerprint = excluded.fingerprint, response = excluded.response, \
+         created_at = excluded.created_at",
+        d.param(1),
+        d.param(2),
+        d.param(3),
+        d.param(4)
+    )
+}
+
+/// Binds endpoint, user_id, p256dh, auth, created_at.
+pub(super) fn upsert_push_subscription(d: Dialect) -> String {
+    let p = |n| d.param(n);
+    format!(
+        "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, created_at) \
+         VALUES ({}, {}, {}, {}, {}) ON CONFLICT (endpoint) DO UPDATE SET \
+         user_id = excluded.user_id, p256dh = excluded.p256dh, auth = excluded.auth",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5)
+    )
+}
+
+/// Binds endpoint, then user_id when `for_user`.
+pub(super) fn delete_push_subscription(d: Dialect, for_user: bool) -> String {
+    let mut sql = format!(
+        "DELETE FROM push_subscriptions WHERE endpoint = {}",
+        d.param(1)
+    );
+    if for_user {
+        let _ = write!(sql, " AND user_id = {}", d.param(2));
+    }
+    sql
+}
+
+/// Binds user_id.
+pub(super) fn select_push_subscriptions(d: Dialect) -> String {
+    format!(
+        "SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = {} \
+         ORDER BY created_at",
+        d.param(1)
+    )
+}

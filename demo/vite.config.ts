@@ -14,6 +14,8 @@ const belfry = process.env.BELFRY_URL ?? "http://127.0.0.1:8080";
 
 export default defineConfig({
   esbuild: { jsx: "automatic" },
+  // The SDK's service worker is copied to dist/belfry-sw.js (served at /belfry-sw.js).
+  publicDir: fileURLToPath(new URL("../clients/js/sw", import.meta.url)),
   resolve: {
     alias: [
       { find: /^belfry\/react$/, replacement: sdk("react/index.ts") },

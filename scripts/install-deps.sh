@@ -24,6 +24,13 @@ else
   log "Debian packages present"
 fi
 
+# Python packages for the Web Push test's independent receiver (tests/push_receiver.py).
+if ! python3 -c "import http_ece, jwt, cryptography" >/dev/null 2>&1; then
+  log "pip install http_ece pyjwt cryptography"
+  python3 -m pip install --quiet --disable-pip-version-check http_ece pyjwt cryptography ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages http_ece pyjwt cryptography
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "cargo install cargo-nextest"
   cargo install --locked cargo-nextest

@@ -5,6 +5,7 @@ import { useEffect, useMemo, useState } from "react";
 import { fetchToken, listUsers, tokenSource, type User } from "./api.ts";
 import { Header } from "./components/Header.tsx";
 import { PostList } from "./components/PostList.tsx";
+import { ServiceWorkerBridge } from "./ServiceWorkerBridge.tsx";
 import { initialUserId, rememberUserId } from "./session.ts";
 
 export function App() {
@@ -54,6 +55,7 @@ export function App() {
   // One Belfry connection per tab and user: keyed by user, so switching starts over cleanly.
   return options ? (
     <BelfryProvider key={userId} options={options}>
+      <ServiceWorkerBridge />
       {page}
     </BelfryProvider>
   ) : (

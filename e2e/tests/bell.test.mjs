@@ -122,3 +122,49 @@ test("after a server restart the page reconnects by itself and shows every misse
   }
   await alice.close();
 });
+
+test("the service worker shows a push the page did not show, and skips one it already showed live", async () => {
+  await aliceBrowser.grantPermissions(["notifications"], { origin: belfry.url });
+  const page = await openAs(aliceBrowser, "alice");
+  await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  const cdp = await aliceBrowser.newCDPSession(page);
+  const registrations = [];
+  cdp.on("ServiceWorker.workerRegistrationUpdated", (event) => registrations.push(...event.registrations));
+  await cdp.send("ServiceWorker.enable");
+  const registration = await waitFor("the service worker registration", () =>
+    registrations.find((r) => r.scopeURL.startsWith(belfry.url) && !r.isDeleted),
+  );
+  const deliver = (payload) =>
+    cdp.send("ServiceWorker.deliverPushMessage", {
+      origin: belfry.url,
+      registrationId: registration.registrationId,
+      data: JSON.stringify(payload),
+    });
+  const pushLog = () => page.evaluate(() => window.__belfryPushes ?? []);
+  const shownCount = () =>
+    page.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).length);
+
+  // A push for a notification this page never saw (say, stored while it was closed): shown.
+  await deliver({
+    v: 1, id: "pushed-only", seq: 9_999, user_id: "alice", type: "comment.created", group_key: null,
+    created_at: new Date().toISOString(), data: { actor_name: "Bob", preview: "seen by push" },
+    data_truncated: false,
+  });
+  await waitFor("the push to be shown", async () => (await pushLog()).some((p) => p.id === "pushed-only" && p.shown));
+  assert.equal(await shownCount(), 1);
+
+  // A notification the page showed live, then pushed as well: the worker leaves it out.
+  const stored = await belfry.notify("alice", "post.liked", {
+    post_id: 1, post_title: "Hello, Belfry", actor_id: "carol", actor_name: "Carol",
+  });
+  const id = stored.notifications[0].id;
+  await waitFor("the page to show it live", async () => (await badge(page)) !== "");
+  await deliver({
+    v: 1, id, seq: stored.notifications[0].seq, user_id: "alice", type: "post.liked", group_key: null,
+    created_at: new Date().toISOString(), data: {}, data_truncated: false,
+  });
+  await waitFor("the worker to decide", async () => (await pushLog()).some((p) => p.id === id));
+  assert.deepEqual((await pushLog()).find((p) => p.id === id), { id, shown: false });
+  assert.equal(await shownCount(), 1, "no second system notification");
+  await page.close();
+});

@@ -263,7 +263,8 @@ async fn open_broker(
     })
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+/// Opens (creating and migrating) the store `config.database_url` names.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
     let url = &config.database_url;
     let window = Duration::from_secs(config.limits.idempotency_window_secs);
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {

@@ -156,6 +156,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))
+        .route("/belfry-sw.js", get(service_worker))
         .route("/demo/api/users", get(users))
         .route("/demo/api/token", post(token))
         .route("/demo/api/posts", get(posts))
@@ -169,6 +170,16 @@ fn blog(state: &AppState) -> Result<&Blog, ApiError> {
 
 async fn index() -> Response {
     serve("index.html")
+}
+
+async fn service_worker() -> Response {
+    let mut response = serve("belfry-sw.js");
+    // Browsers re-check a service worker script on navigation; never let a cache pin an old one.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 async fn asset(Path(path): Path<String>) -> Response {

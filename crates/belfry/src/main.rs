@@ -111,11 +111,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             belfry::telemetry::init_logging(&config.log);
-            let window = Duration::from_secs(config.limits.idempotency_window_secs);
-            let store =
-                belfry::store::SqliteStore::open(&config.database_url, &config.store, window)
-                    .await?;
-            belfry::store::Store::close(&store).await;
+            let store = belfry::app::open_store(&config).await?;
+            store.close().await;
             eprintln!("database at {} is migrated", config.database_url);
             Ok(())
         }

@@ -6,3 +6,4 @@ export { CloseCode, ErrorCode, adviceFor, type CloseAdvice } from "./codes.js";
 export { BelfryError } from "./errors.js";
 export { jwtTimes } from "./token.js";
 export type * from "./types.js";
+export { answerServiceWorker, enablePush, type EnablePushOptions } from "./push.js";

@@ -5,13 +5,27 @@ import { useEffect, useMemo, useState } from "react";
 import { fetchToken, listUsers, tokenSource, type User } from "./api.ts";
 import { Header } from "./components/Header.tsx";
 import { PostList } from "./components/PostList.tsx";
+import { TodoPage } from "./components/TodoPage.tsx";
 import { ServiceWorkerBridge } from "./ServiceWorkerBridge.tsx";
-import { initialUserId, rememberUserId } from "./session.ts";
+import { currentPage, initialUserId, pageUrl, rememberUserId, type Page } from "./session.ts";
 
 export function App() {
   const [users, setUsers] = useState<User[]>([]);
   const [userId, setUserId] = useState<string | null>(initialUserId);
   const [loadError, setLoadError] = useState<string | null>(null);
+  const [pageName, setPageName] = useState<Page>(currentPage);
+
+  useEffect(() => {
+    const onPopState = () => setPageName(currentPage());
+    window.addEventListener("popstate", onPopState);
+    return () => window.removeEventListener("popstate", onPopState);
+  }, []);
+
+  const navigate = (page: Page) => {
+    if (page === pageName) return;
+    window.history.pushState(null, "", pageUrl(page));
+    setPageName(page);
+  };
 
   useEffect(() => {
     listUsers()
@@ -44,10 +58,16 @@ export function App() {
 
   const page = (
     <>
-      <Header users={users} user={user} onSignIn={signIn} live={options !== null} />
+      <Header users={users} user={user} onSignIn={signIn} live={options !== null} page={pageName} onNavigate={navigate} />
       <main>
         {loadError && <p role="alert" className="error">{loadError}</p>}
-        <PostList users={users} user={user} getToken={blogToken} live={options !== null} />
+        {pageName === "blog" && <PostList users={users} user={user} getToken={blogToken} live={options !== null} />}
+        {pageName === "todo" &&
+          (user && options ? (
+            <TodoPage users={users} user={user} />
+          ) : (
+            <p className="hint">Sign in as someone above to join the shared todo list. Open a second window as another user to edit it together.</p>
+          ))}
       </main>
     </>
   );

@@ -15,6 +15,14 @@
 // server), `revoke(token)`. Inspect `sockets` (each with its `sent` frames, parsed),
 // `streams`, `requests`, and `user(id)` for the stored inbox.
 //
+// Rooms follow docs/protocol.md: `join` answers `joined` with the users present (each once),
+// presence is per user (`join` for a user's first connection, `leave` for their last, never sent
+// to the connection that caused it), and a `publish` reaches every other connection in the room,
+// the sender's other tabs included; only the publishing connection is left out. Nothing survives
+// a connection. Knobs: `roomAccess(user, room)` ("publish" | "read" | null; everything is
+// allowed by default), `maxRoomMessageBytes`; `roomToken(...)` mints a room ticket that a `join`
+// may carry. Inspect `roomMembers(room)`; `publishToRoom(room, data)` is the backend API.
+//
 // Extending it: a new server frame is a method that builds the object and calls
 // `this.broadcast(user, frame)`; a new client frame is a `case` in `FakeSocket.receive`; a new
 // HTTP route is a `case` in `route()`. Keep the behaviour the docs promise (ordering, `since`,
@@ -63,6 +71,9 @@ export class FakeBelfry {
   httpDown = false;
   answerPongs = true;
   holdFrames = false;
+  roomAccess: (user: string, room: string) => "publish" | "read" | null = () => "publish";
+  maxRoomMessageBytes = 16 * 1024;
+  private readonly rooms = new Map<string, Set<FakeSocket>>();
   private held: (() => void)[] = [];
   readonly sockets: FakeSocket[] = [];
   readonly streams: FakeEventSource[] = [];
@@ -122,16 +133,29 @@ export class FakeBelfry {
     this.revoked.add(token);
   }
 
+  /** A room token, as an app backend mints one: it opens `room` for `user`. */
+  roomToken(user: string, room: string, publish = true, ttlSecs = 3600): string {
+    this.tokenCounter += 1;
+    const now = Math.floor(Date.now() / 1000);
+    return `${base64url({ alg: "none" })}.${base64url({ sub: user, exp: now + ttlSecs, room, publish, n: this.tokenCounter })}.fake`;
+  }
+
   /** The user a token is valid for, or null. */
   verify(token: string | null | undefined): string | null {
+    return this.claims(token)?.sub ?? null;
+  }
+
+  private claims(token: string | null | undefined): { sub: string; room?: string; publish?: boolean } | null {
     if (!token || this.revoked.has(token)) return null;
     try {
       const claims = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()) as {
         sub?: string;
         exp?: number;
+        room?: string;
+        publish?: boolean;
       };
       if (!claims.sub || !claims.exp || claims.exp * 1000 <= Date.now()) return null;
-      return claims.sub;
+      return { sub: claims.sub, room: claims.room, publish: claims.publish };
     } catch {
       return null;
     }
@@ -249,6 +273,82 @@ export class FakeBelfry {
     return frames;
   }
 
+  // ---- rooms ----------------------------------------------------------------------------------
+
+  /** The users in `room` now, each once, sorted (what `joined` lists). */
+  roomMembers(room: string): string[] {
+    return [...new Set([...(this.rooms.get(room) ?? [])].map((s) => s.user!))].sort();
+  }
+
+  /** The backend API (`POST /v1/rooms/{room}/messages`): a message with no `from`, to everyone. */
+  publishToRoom(room: string, data: unknown): void {
+    this.sendToRoom(room, this.roomMessage(room, undefined, data), null);
+  }
+
+  /** Handles a room frame from `socket`; returns the reply. */
+  roomFrame(socket: FakeSocket, frame: Extract<ClientFrame, { type: "join" | "leave" | "publish" }>): ServerFrame {
+    const ref = frame.ref;
+    const refuse = (code: string, message: string): ServerFrame => ({ type: "error", ref, code, message });
+    const user = socket.user!;
+    if (!/^[A-Za-z0-9._:-]{1,128}$/.test(frame.room)) return refuse("validation", "room: bad name");
+    const members = this.rooms.get(frame.room) ?? new Set<FakeSocket>();
+    switch (frame.type) {
+      case "join": {
+        let access = this.roomAccess(user, frame.room);
+        if (frame.token !== undefined) {
+          const ticket = this.claims(frame.token);
+          if (!ticket) return refuse("unauthorized", "room token: invalid");
+          if (ticket.sub !== user) return refuse("forbidden", "room token is for another user");
+          access = ticket.room === frame.room ? (ticket.publish ? "publish" : "read") : null;
+        }
+        if (!access) return refuse("forbidden", `may not join \`${frame.room}\``);
+        if (!members.has(socket)) {
+          const arrived = !this.roomMembers(frame.room).includes(user);
+          members.add(socket);
+          this.rooms.set(frame.room, members);
+          socket.roomAccess.set(frame.room, access);
+          if (arrived) this.sendToRoom(frame.room, { type: "presence", room: frame.room, event: "join", user_id: user }, socket);
+        }
+        return { type: "joined", room: frame.room, members: this.roomMembers(frame.room), ref };
+      }
+      case "leave":
+        if (!members.has(socket)) return refuse("not_found", `not in \`${frame.room}\``);
+        this.leaveRoom(socket, frame.room);
+        return { type: "ack", ref: ref! };
+      case "publish": {
+        const access = members.has(socket) ? socket.roomAccess.get(frame.room) : undefined;
+        if (!access) return refuse("forbidden", `join \`${frame.room}\` before publishing`);
+        if (access !== "publish") return refuse("forbidden", `read-only in \`${frame.room}\``);
+        const size = JSON.stringify(frame.data).length;
+        if (size > this.maxRoomMessageBytes) return refuse("payload_too_large", `message is ${size} bytes`);
+        this.sendToRoom(frame.room, this.roomMessage(frame.room, user, frame.data), socket);
+        return { type: "ack", ref: ref! };
+      }
+    }
+  }
+
+  /** Takes `socket` out of `room` (or of every room), telling the rest who left. */
+  leaveRoom(socket: FakeSocket, room?: string): void {
+    for (const name of room === undefined ? [...this.rooms.keys()] : [room]) {
+      const members = this.rooms.get(name);
+      if (!members?.delete(socket)) continue;
+      socket.roomAccess.delete(name);
+      if (members.size === 0) this.rooms.delete(name);
+      if (!this.roomMembers(name).includes(socket.user!)) {
+        this.sendToRoom(name, { type: "presence", room: name, event: "leave", user_id: socket.user! }, null);
+      }
+    }
+  }
+
+  private roomMessage(room: string, from: string | undefined, data: unknown): ServerFrame {
+    idCounter += 1;
+    return { type: "message", room, id: `m${idCounter}`, ...(from ? { from } : {}), at: new Date().toISOString(), data };
+  }
+
+  private sendToRoom(room: string, frame: ServerFrame, except: FakeSocket | null): void {
+    for (const socket of this.rooms.get(room) ?? []) if (socket !== except) socket.deliver(frame);
+  }
+
   // ---- HTTP -----------------------------------------------------------------------------------
 
   private async fetch(input: string, init: Parameters<FetchLike>[1] = {}): ReturnType<FetchLike> {
@@ -349,6 +449,8 @@ export class FakeSocket implements WebSocketLike {
   readonly sent: ClientFrame[] = [];
   user: string | null = null;
   closedWith: number | null = null;
+  /** The rooms this connection is in, with its access. */
+  readonly roomAccess = new Map<string, "publish" | "read">();
 
   constructor(
     private readonly server: FakeBelfry,
@@ -382,6 +484,7 @@ export class FakeSocket implements WebSocketLike {
     if (this.readyState === CLOSED) return;
     this.readyState = CLOSED;
     this.closedWith = code;
+    this.server.leaveRoom(this);
     queueMicrotask(() => this.onclose?.({ code, reason: "", wasClean: true }));
   }
 
@@ -399,6 +502,7 @@ export class FakeSocket implements WebSocketLike {
     if (this.readyState === CLOSED) return;
     this.readyState = CLOSED;
     this.closedWith = code;
+    this.server.leaveRoom(this);
     queueMicrotask(() => this.onclose?.({ code, reason, wasClean: code !== 1006 }));
   }
 
@@ -431,6 +535,11 @@ export class FakeSocket implements WebSocketLike {
       case "mark_all_read":
         server.change(this.user, "read", "all");
         ack();
+        return;
+      case "join":
+      case "leave":
+      case "publish":
+        this.deliver(server.roomFrame(this, frame));
         return;
     }
   }

@@ -222,7 +222,9 @@ async fn token(
         return Err(ApiError::not_found());
     }
     let user = UserId::parse(body.user_id).map_err(|_| ApiError::not_found())?;
-    let (token, exp) = state.auth.mint(&user, TOKEN_TTL)?;
+    let (token, exp) = state
+        .auth
+        .mint_with(&user, TOKEN_TTL, |c| c.rooms = vec!["todo:*".into()])?;
     let expires_at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(exp).unwrap_or(0))
         .ok()
         .and_then(|t| {

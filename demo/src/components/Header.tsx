@@ -2,6 +2,7 @@ import { NotificationBell } from "belfry/react";
 
 import type { User } from "../api.ts";
 import { describeNotification } from "../describe.ts";
+import { pageUrl, type Page } from "../session.ts";
 import { ConnectionStatus } from "./ConnectionStatus.tsx";
 
 interface Props {
@@ -10,7 +11,14 @@ interface Props {
   onSignIn: (id: string | null) => void;
   /** True inside a BelfryProvider (someone is signed in). */
   live: boolean;
+  page: Page;
+  onNavigate: (page: Page) => void;
 }
+
+const PAGES: { page: Page; label: string }[] = [
+  { page: "blog", label: "Blog" },
+  { page: "todo", label: "Todo" },
+];
 
 function showPost(postId: unknown) {
   const post = document.getElementById(`post-${String(postId)}`);
@@ -21,15 +29,32 @@ function showPost(postId: unknown) {
   post.classList.add("flash");
 }
 
-export function Header({ users, user, onSignIn, live }: Props) {
+export function Header({ users, user, onSignIn, live, page, onNavigate }: Props) {
   return (
     <header className="site-header">
       <div className="brand">
         <svg aria-hidden="true" focusable="false" width="1.1em" height="1.1em" viewBox="0 0 24 24" fill="currentColor">
           <path d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1l-2-2Z" />
         </svg>{" "}
-        Belfry <span className="muted">demo blog</span>
+        Belfry <span className="muted">demo</span>
       </div>
+      <nav className="pages" aria-label="Pages">
+        {PAGES.map((p) => (
+          <a
+            key={p.page}
+            href={pageUrl(p.page)}
+            data-testid={`nav-${p.page}`}
+            aria-current={page === p.page ? "page" : undefined}
+            onClick={(event) => {
+              if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
+              event.preventDefault();
+              onNavigate(p.page);
+            }}
+          >
+            {p.label}
+          </a>
+        ))}
+      </nav>
       <nav className="switcher" aria-label="Sign in as">
         {users.map((u) => (
           <button

@@ -15,6 +15,8 @@
 //   neither misses nor repeats a notification; the store drops any duplicate by id and seq.
 // - Read-state commands go through the outbox, in order, and leave it only when the server
 //   confirmed them; they are applied to the store optimistically when issued.
+// - Rooms (rooms.ts) are joined again after every `hello`; their frames only travel over the
+//   WebSocket, and their refs come from the same counter, so an `ack` names one frame only.
 // - Nothing reads `window`, `navigator`, `WebSocket`, `EventSource` or `fetch` before `start()`.
 
 import { Backoff } from "./backoff.js";
@@ -25,6 +27,7 @@ import { BelfryError } from "./errors.js";
 import { BelfryHttp } from "./http.js";
 import type { BelfryClientEvents, BelfryClientOptions } from "./options.js";
 import { Outbox } from "./outbox.js";
+import { Rooms, type Room, type RoomOptions } from "./rooms.js";
 import { NotificationStore, type NotificationsSnapshot } from "./store.js";
 import { TokenSource } from "./token.js";
 import { pollTransport } from "./transports/poll.js";
@@ -67,6 +70,7 @@ export class BelfryClient {
   private readonly http: BelfryHttp;
   private readonly outbox: Outbox;
   private readonly backoff: Backoff;
+  private readonly rooms: Rooms;
 
   private running = false;
   /** Bumped by every attempt and by stop(); async work from an older generation is dropped. */
@@ -97,6 +101,10 @@ export class BelfryClient {
     this.http = new BelfryHttp(options.url, this.tokens, () => this.fetchFn());
     this.outbox = new Outbox(() => this.nextRef());
     this.backoff = new Backoff(options.backoff);
+    const noWebSocket = this.order.includes("websocket")
+      ? null
+      : new BelfryError("unsupported", `rooms need the WebSocket transport, and transports is [${this.order.join(", ")}]`);
+    this.rooms = new Rooms(() => this.nextRef(), noWebSocket);
   }
 
   // ---- reading ----------------------------------------------------------------------------
@@ -116,6 +124,14 @@ export class BelfryClient {
 
   on<K extends keyof BelfryClientEvents>(event: K, listener: BelfryClientEvents[K]): () => void {
     return this.events.on(event, listener);
+  }
+
+  /**
+   * The room `name` (the same object every time for the same name). Call `join()` on it; it is
+   * joined again by itself after every reconnect. Rooms need the WebSocket transport.
+   */
+  room<Data = unknown>(name: string, options?: RoomOptions): Room<Data> {
+    return this.rooms.room<Data>(name, options);
   }
 
   // ---- lifecycle --------------------------------------------------------------------------
@@ -360,6 +376,7 @@ export class BelfryClient {
     this.hadHello = false;
     this.authRef = null;
     this.outbox.connectionLost();
+    this.rooms.disconnected();
   }
 
   private halt(error: BelfryError | null): void {
@@ -371,6 +388,7 @@ export class BelfryClient {
     this.unwatch?.();
     this.unwatch = null;
     this.outbox.rejectAll(error ?? new BelfryError("closed", "the client was stopped"));
+    this.rooms.stopped(error ?? new BelfryError("closed", "the client was stopped"));
     this.setStatus("disconnected");
     if (error) this.report(error);
   }
@@ -395,7 +413,7 @@ export class BelfryClient {
         break;
       case "ack":
         if (frame.ref === this.authRef) this.authRef = null;
-        else this.outbox.settle(frame.ref);
+        else if (!this.rooms.settle(frame.ref)) this.outbox.settle(frame.ref);
         break;
       case "error": {
         const error = new BelfryError(frame.code, frame.message);
@@ -403,13 +421,15 @@ export class BelfryClient {
           this.authRef = null;
           this.tokens.invalidate();
           this.report(error);
-        } else if (frame.ref === undefined || !this.outbox.settle(frame.ref, error)) {
+        } else if (frame.ref === undefined || !(this.rooms.settle(frame.ref, error) || this.outbox.settle(frame.ref, error))) {
           this.report(error);
         }
         break;
       }
       default:
-        // pong is handled by the transport; unknown frame types are ignored by contract.
+        // Room frames go to their room; pong is handled by the transport; unknown frame types
+        // are ignored by contract.
+        this.rooms.handle(frame);
         break;
     }
   }
@@ -434,6 +454,7 @@ export class BelfryClient {
     this.setStatus("connected");
     this.events.emit("hello", frame);
     this.flushOutbox();
+    this.joinRooms();
     this.scheduleTokenRefresh();
     if (reconnect || reset) void this.reconcile(generation, reset);
   }
@@ -451,6 +472,16 @@ export class BelfryClient {
       this.store.applyFirstPage(page, { counts });
     } catch (error) {
       if (generation === this.generation) this.report(error);
+    }
+  }
+
+  private joinRooms(): void {
+    const transport = this.transport;
+    if (transport?.canSend) {
+      this.rooms.connected({ send: (frame) => transport.send(frame) }, null);
+    } else {
+      const name = transport?.name ?? "this transport";
+      this.rooms.connected(null, new BelfryError("unsupported", `rooms need a WebSocket connection; this one uses ${name}, which cannot send client frames`));
     }
   }
 

@@ -1,5 +1,13 @@
 // The framework-free core of the Belfry SDK. React bindings live in `belfry/react`.
 export { BelfryClient, type BelfryClientEvents, type BelfryClientOptions } from "./client.js";
+export {
+  Room,
+  type RoomEvents,
+  type RoomMessage,
+  type RoomOptions,
+  type RoomSnapshot,
+  type RoomStatus,
+} from "./rooms.js";
 export { NotificationStore, isUnread, type NotificationsSnapshot } from "./store.js";
 export { Backoff, type BackoffOptions } from "./backoff.js";
 export { CloseCode, ErrorCode, adviceFor, type CloseAdvice } from "./codes.js";

@@ -66,7 +66,44 @@ export interface ErrorFrame {
   message: string;
 }
 
-export type ServerFrame = HelloFrame | NotificationFrame | StateFrame | PongFrame | AckFrame | ErrorFrame;
+/** Reply to `join`: the room's users now, each once however many tabs they have open. */
+export interface JoinedFrame {
+  type: "joined";
+  room: string;
+  members: string[];
+  ref?: number;
+}
+
+/** A user arrived in (their first tab) or left (their last tab) a room. */
+export interface PresenceFrame {
+  type: "presence";
+  room: string;
+  event: "join" | "leave";
+  user_id: string;
+}
+
+/** A room message from another connection (never the one that published it) or the backend. */
+export interface RoomMessageFrame<Data = unknown> {
+  type: "message";
+  room: string;
+  id: string;
+  /** The sending user; absent when the app backend sent it. */
+  from?: string;
+  /** When the server received it (RFC 3339). */
+  at: string;
+  data: Data;
+}
+
+export type ServerFrame =
+  | HelloFrame
+  | NotificationFrame
+  | StateFrame
+  | JoinedFrame
+  | PresenceFrame
+  | RoomMessageFrame
+  | PongFrame
+  | AckFrame
+  | ErrorFrame;
 
 export type ClientFrame =
   | { type: "auth"; token: string; since?: number; ref?: number }
@@ -74,7 +111,10 @@ export type ClientFrame =
   | { type: "mark_read"; ids: string[]; ref?: number }
   | { type: "mark_unread"; ids: string[]; ref?: number }
   | { type: "mark_seen"; ids: string[]; ref?: number }
-  | { type: "mark_all_read"; ref?: number };
+  | { type: "mark_all_read"; ref?: number }
+  | { type: "join"; room: string; token?: string; ref?: number }
+  | { type: "leave"; room: string; ref?: number }
+  | { type: "publish"; room: string; data: unknown; ref?: number };
 
 /** Commands a user can issue on their notifications; queued while disconnected. */
 export type Command =

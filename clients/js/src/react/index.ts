@@ -5,6 +5,7 @@ export { useBelfryClient } from "./context.js";
 export { useBelfrySnapshot, useNotifications, type UseNotificationsResult } from "./useNotifications.js";
 export { useUnreadCount } from "./useUnreadCount.js";
 export { useConnectionState } from "./useConnectionState.js";
+export { useRoom, type UseRoomOptions, type UseRoomResult } from "./useRoom.js";
 export {
   NotificationBell,
   type NotificationBellClassNames,

@@ -121,22 +121,33 @@ impl Hub {
         let Some(conns) = shard.get(user) else {
             return 0;
         };
-        let mut delivered = 0;
-        for conn in conns {
-            if conn.slow.is_cancelled() {
-                continue;
-            }
-            match conn.outbox.try_send(Arc::clone(event)) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    conn.slow.cancel();
-                    self.metrics.slow_disconnects.inc();
-                }
-                // The session is gone and will unregister itself.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+        conns
+            .iter()
+            .filter(|conn| self.offer(&conn.outbox, &conn.slow, event))
+            .count()
+    }
+
+    /// Queues `event` for one connection without waiting; a full outbox marks it slow.
+    /// Returns whether the event was queued.
+    fn offer(
+        &self,
+        outbox: &mpsc::Sender<Arc<Event>>,
+        slow: &CancellationToken,
+        event: &Arc<Event>,
+    ) -> bool {
+        if slow.is_cancelled() {
+            return false;
         }
-        delivered
+        match outbox.try_send(Arc::clone(event)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                slow.cancel();
+                self.metrics.slow_disconnects.inc();
+                false
+            }
+            // The session is gone and will unregister itself.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 
     /// Tells every connection on this node to re-read its feed from the store (after a broker
@@ -150,10 +161,7 @@ impl Hub {
                 Err(poisoned) => poisoned.into_inner(),
             };
             for conn in shard.values().flatten() {
-                if conn.outbox.try_send(Arc::clone(&event)).is_err() && !conn.slow.is_cancelled() {
-                    conn.slow.cancel();
-                    self.metrics.slow_disconnects.inc();
-                }
+                self.offer(&conn.outbox, &conn.slow, &event);
             }
         }
     }

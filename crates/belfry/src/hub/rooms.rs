@@ -104,21 +104,10 @@ impl Hub {
     }
 
     fn send_to_room(&self, room: &Room, event: &Arc<Event>, except: Option<u64>) -> usize {
-        let mut delivered = 0;
-        for member in &room.members {
-            if Some(member.conn) == except || member.slow.is_cancelled() {
-                continue;
-            }
-            match member.outbox.try_send(Arc::clone(event)) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    member.slow.cancel();
-                    self.metrics.slow_disconnects.inc();
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        delivered
+        room.members
+            .iter()
+            .filter(|m| Some(m.conn) != except && self.offer(&m.outbox, &m.slow, event))
+            .count()
     }
 
     /// Puts connection `conn` of `user` into `room`. Idempotent for a connection already in it.

@@ -44,7 +44,11 @@ pub async fn ws(
     let max = state.config.ws.max_frame_bytes;
     let supported = params.v.is_none_or(|v| v == VERSION);
     let tasks = state.tasks.clone();
+    // Small buffers: tungstenite's defaults (128 KiB read buffer, zero-filled) made every idle
+    // connection cost ~130 KiB of RSS; 4 KiB brings it to ~11 KiB (docs/benchmarks.md).
     upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .max_message_size(max.saturating_mul(2).max(1024))
         .max_frame_size(max.saturating_mul(2).max(1024))
         .on_upgrade(move |socket| {

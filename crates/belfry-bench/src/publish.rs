@@ -1,0 +1,195 @@
+//! Publishing through the backend API, the way an application's backend does: `POST
+//! /v1/notifications` (one notification, one recipient) or `POST /v1/notifications/batch`.
+//!
+//! Two shapes of load:
+//! - **open loop** (`open_loop`): a schedule of `rate` sends per second that does not wait for
+//!   answers, so a slow server shows up as latency instead of being hidden by a slower client.
+//!   Sends run concurrently up to an in-flight limit; a send that starts more than `late_after`
+//!   behind its schedule is counted as late, and its latency is still measured from the
+//!   scheduled time.
+//! - **closed loop** (`closed_loop`): `concurrency` publishers, each sending its next request as
+//!   soon as the previous one is answered, to find the maximum sustained rate.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use reqwest::header::CONTENT_TYPE;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::record::Recorder;
+use crate::target::Target;
+
+/// Longest one publish request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The notification type the bench publishes.
+const KIND: &str = "bench.tick";
+
+/// Sends notifications to a fixed set of connected users, round robin.
+pub struct Publisher {
+    client: reqwest::Client,
+    single_url: String,
+    batch_url: String,
+    api_key: String,
+    users: Vec<String>,
+    recorder: Arc<Recorder>,
+}
+
+impl Publisher {
+    /// A publisher for `target` that addresses `users` (which must not be empty).
+    pub fn new(
+        target: &Target,
+        users: Vec<String>,
+        recorder: Arc<Recorder>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(!users.is_empty(), "no connected users to publish to");
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            client,
+            single_url: format!("{}/v1/notifications", target.base),
+            batch_url: format!("{}/v1/notifications/batch", target.base),
+            api_key: target.api_key.clone(),
+            users,
+            recorder,
+        })
+    }
+
+    fn user(&self, s: u64) -> &str {
+        let i = usize::try_from(s).unwrap_or(0) % self.users.len();
+        &self.users[i]
+    }
+
+    /// One item: notification `s` for its user, sent at `t` (µs since the recorder's epoch).
+    fn item(&self, out: &mut String, s: u64, t: u64) {
+        let _ = write!(
+            out,
+            r#"{{"recipients":["{}"],"type":"{KIND}","data":{{"s":{s},"t":{t}}}}}"#,
+            self.user(s)
+        );
+    }
+
+    /// Sends notifications `first..first + n` (one request; a batch when `batched`) and records
+    /// the outcome.
+    pub async fn send(&self, first: u64, n: u64, t: u64, batched: bool) {
+        let mut body = String::with_capacity(96 * usize::try_from(n).unwrap_or(1) + 32);
+        let url = if batched {
+            body.push_str(r#"{"notifications":["#);
+            for s in first..first + n {
+                if s > first {
+                    body.push(',');
+                }
+                self.item(&mut body, s, t);
+            }
+            body.push_str("]}");
+            &self.batch_url
+        } else {
+            self.item(&mut body, first, t);
+            &self.single_url
+        };
+        self.recorder.start_request(n);
+        let started = Instant::now();
+        let answer = self
+            .client
+            .post(url)
+            .bearer_auth(&self.api_key)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        match answer {
+            Ok(response) => {
+                let status = response.status();
+                // Read the body to the end so the connection goes back to the pool.
+                let read = response.bytes().await;
+                match (status.as_u16(), read) {
+                    (201, Ok(_)) => self.recorder.ack(first, n, started.elapsed()),
+                    (201, Err(e)) => self.recorder.fail(n, failure_reason(&e)),
+                    (code, _) => self.recorder.fail(n, format!("HTTP {code}")),
+                }
+            }
+            Err(e) => self.recorder.fail(n, failure_reason(&e)),
+        }
+    }
+
+    /// `concurrency` publishers send requests of `batch` notifications back to back for
+    /// `duration` (a batch of 1 uses the single-notification endpoint). Returns how long
+    /// publishing took, including the last answers.
+    pub async fn closed_loop(
+        self: &Arc<Self>,
+        concurrency: usize,
+        batch: u64,
+        duration: Duration,
+    ) -> Duration {
+        let started = Instant::now();
+        let deadline = started + duration;
+        let mut tasks = JoinSet::new();
+        for _ in 0..concurrency.max(1) {
+            let publisher = Arc::clone(self);
+            tasks.spawn(async move {
+                while Instant::now() < deadline {
+                    let first = publisher.recorder.next_seqs(batch);
+                    let t = publisher.recorder.now_us();
+                    publisher.send(first, batch, t, batch > 1).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        started.elapsed()
+    }
+
+    /// Sends `rate` single-notification requests per second for `duration`, on schedule,
+    /// with at most `max_in_flight` unanswered. Returns how long publishing took, including the
+    /// last answers.
+    pub async fn open_loop(
+        self: &Arc<Self>,
+        rate: f64,
+        duration: Duration,
+        max_in_flight: usize,
+        late_after: Duration,
+    ) -> Duration {
+        let total = (rate * duration.as_secs_f64()).round() as u64;
+        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
+        let started = Instant::now();
+        let mut tasks = JoinSet::new();
+        for k in 0..total {
+            let scheduled = started + period.mul_f64(k as f64);
+            // Sleeps of under a millisecond are not worth a timer: send what is due now.
+            if scheduled > Instant::now() + Duration::from_millis(1) {
+                tokio::time::sleep_until(scheduled.into()).await;
+            }
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            if Instant::now().saturating_duration_since(scheduled) > late_after {
+                self.recorder.late.fetch_add(1, Ordering::Relaxed);
+            }
+            let publisher = Arc::clone(self);
+            let t = self.recorder.us_at(scheduled);
+            tasks.spawn(async move {
+                let first = publisher.recorder.next_seqs(1);
+                publisher.send(first, 1, t, false).await;
+                drop(slot);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+        started.elapsed()
+    }
+}
+
+fn failure_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connect error".into()
+    } else {
+        "transport error".into()
+    }
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Belfry's build and tests need on a fresh Debian machine, idempotently:
 # Debian packages (chromium for the browser tests, redis-server, nats-server, postgresql),
-# cargo-nextest, and the npm packages of clients/js, demo and e2e. Safe to run again: each
-# step is skipped when its result is already there.
+# cargo-nextest, tansu (a Kafka-API broker), and the npm packages of clients/js, demo and e2e.
+# Safe to run again: each step is skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,29 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "cargo install cargo-nextest"
   cargo install --locked cargo-nextest
+fi
+
+# tansu: a Kafka-API broker for the Kafka ingestion tests (`--features kafka`), run with
+# in-memory storage, which needs its `dynostore` feature (its default build has no storage engine
+# at all). A release build from source, ~20 minutes on 2 busy cores, done once per machine:
+# the check reads what cargo recorded of the installed build.
+TANSU_VERSION=0.6.0
+tansu_installed() {
+  python3 - "$TANSU_VERSION" <<'PY' 2>/dev/null
+import json, os, sys
+home = os.environ.get("CARGO_HOME") or os.path.expanduser("~/.cargo")
+with open(os.path.join(home, ".crates2.json")) as f:
+    installs = json.load(f)["installs"]
+ok = any(k.startswith(f"tansu {sys.argv[1]} ") and "dynostore" in v.get("features", [])
+         and os.path.exists(os.path.join(home, "bin", "tansu")) for k, v in installs.items())
+sys.exit(0 if ok else 1)
+PY
+}
+if tansu_installed; then
+  log "tansu $TANSU_VERSION present"
+else
+  log "cargo install tansu $TANSU_VERSION --features dynostore (slow: a large release build)"
+  cargo install --locked "tansu@$TANSU_VERSION" --features dynostore
 fi
 
 # npm ci only when the lock file changed since the last install (a stamp inside node_modules).

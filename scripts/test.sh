@@ -17,6 +17,9 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "cargo clippy --features kafka"
+cargo clippy --all-targets --locked --features kafka -- -D warnings
+
 step "Rust tests on SQLite"
 cargo nextest run --locked --no-fail-fast
 
@@ -26,8 +29,18 @@ if grep -q 'BELFRY_TEST_DATABASE_URL' crates/belfry/tests/it/support/mod.rs; the
     cargo nextest run --locked --no-fail-fast
 fi
 
+# Kafka ingestion is a cargo feature (it links librdkafka, built from source once: ~3.5 min);
+# its tests run against a tansu broker that each test starts and stops itself.
+step "Rust tests of the kafka feature"
+TANSU=${TANSU:-${CARGO_HOME:-$HOME/.cargo}/bin/tansu} \
+  cargo nextest run --locked --no-fail-fast --features kafka -E 'test(/kafka/)'
+
 step "doc tests"
 cargo test --doc --locked
+
+step "benchmark smoke run (each scenario for ~2 s; fails on any loss or duplicate)"
+cargo build --locked --bin belfry --bin belfry-bench
+target/debug/belfry-bench --server-bin target/debug/belfry --no-progress smoke
 
 if [ -f clients/js/package.json ]; then
   step "TypeScript SDK"

@@ -159,8 +159,14 @@ impl App {
         } else {
             None
         };
+        let config = Arc::new(config);
+        crate::retention::spawn(
+            Arc::clone(&store),
+            Arc::clone(&config),
+            shutdown.child_token(),
+        );
         let state = AppState {
-            config: Arc::new(config),
+            config,
             store,
             hub,
             notifier,

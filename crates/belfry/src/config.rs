@@ -58,6 +58,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Web Push.
     pub push: crate::push::PushConfig,
+    /// What the store keeps, and for how long.
+    pub retention: RetentionConfig,
     /// Store tuning.
     pub store: StoreConfig,
     /// Logging.
@@ -78,6 +80,7 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             ingest: IngestConfig::default(),
             push: crate::push::PushConfig::default(),
+            retention: RetentionConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
         }
@@ -300,6 +303,10 @@ pub struct IngestConfig {
     pub redis: Option<RedisIngestConfig>,
     /// A NATS JetStream durable consumer.
     pub nats: Option<NatsIngestConfig>,
+    /// A Kafka consumer group. Needs a build with the `kafka` feature: on a build without it the
+    /// section is still parsed (its keys are checked) and then refused with an error saying so.
+    #[serde(deserialize_with = "kafka_section")]
+    pub kafka: Option<KafkaIngestConfig>,
 }
 
 /// Redis Streams source.
@@ -366,6 +373,88 @@ impl Default for NatsIngestConfig {
             dead_letter_subject: "belfry.dead-letter".into(),
             batch: 100,
             ack_wait_secs: 30,
+        }
+    }
+}
+
+/// Kafka source (the `kafka` cargo feature).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaIngestConfig {
+    /// Bootstrap brokers, comma-separated `host:port`. Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Topic to consume; each message's value is a notify request. Default
+    /// `belfry.notifications`.
+    pub topic: String,
+    /// Consumer group, shared by all nodes (they split the partitions). Default `belfry`.
+    pub group: String,
+    /// Topic receiving poison messages (the original key and value, header `belfry-error`).
+    /// It must exist, or be auto-created by the brokers. Default `belfry.dead-letter`.
+    pub dead_letter_topic: String,
+    /// Offsets are committed after this many stored messages, or sooner when the topic goes
+    /// quiet (`commit_interval_ms`). Default 100.
+    pub commit_batch: usize,
+    /// Longest time a stored message's offset waits for its commit, in milliseconds.
+    /// Default 1000.
+    pub commit_interval_ms: u64,
+    /// Milliseconds without a heartbeat before the group gives a node's partitions to the
+    /// others (a node killed without leaving the group). Default 45000.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for KafkaIngestConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "belfry.notifications".into(),
+            group: "belfry".into(),
+            dead_letter_topic: "belfry.dead-letter".into(),
+            commit_batch: 100,
+            commit_interval_ms: 1000,
+            session_timeout_ms: 45_000,
+        }
+    }
+}
+
+/// Reads `[ingest.kafka]`, refusing it on a build that cannot consume from Kafka: a config
+/// naming a source that would silently not run is an error, not a warning.
+fn kafka_section<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<KafkaIngestConfig>, D::Error> {
+    let section = Option::<KafkaIngestConfig>::deserialize(d)?;
+    if section.is_some() && !cfg!(feature = "kafka") {
+        return Err(serde::de::Error::custom(
+            "[ingest.kafka] is configured but this build of Belfry has no Kafka support; \
+             rebuild with `cargo build --features kafka`, or remove the section",
+        ));
+    }
+    Ok(section)
+}
+
+/// Retention: expired notifications always go; the rest per these settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Notifications older than this many days are deleted; 0 keeps them. Default 0.
+    pub ttl_days: u32,
+    /// Each user keeps at most this many notifications, newest first; 0 keeps all. Default 0.
+    pub per_user_cap: u32,
+    /// Seconds between two retention passes. Default 60.
+    pub interval_secs: u64,
+    /// Rows deleted per transaction. Default 500.
+    pub batch_size: u32,
+    /// Pause between two batches of one pass, in milliseconds. Default 10.
+    pub pause_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            ttl_days: 0,
+            per_user_cap: 0,
+            interval_secs: 60,
+            batch_size: 500,
+            pause_ms: 10,
         }
     }
 }
@@ -620,7 +709,12 @@ mod tests {
         keys.insert(("[push]".into(), "vapid_private_key".into()));
         let redis = toml::Value::try_from(RedisIngestConfig::default()).unwrap();
         let nats = toml::Value::try_from(NatsIngestConfig::default()).unwrap();
-        for (section, value) in [("[ingest.redis]", redis), ("[ingest.nats]", nats)] {
+        let kafka = toml::Value::try_from(KafkaIngestConfig::default()).unwrap();
+        for (section, value) in [
+            ("[ingest.redis]", redis),
+            ("[ingest.nats]", nats),
+            ("[ingest.kafka]", kafka),
+        ] {
             for key in value.as_table().unwrap().keys() {
                 keys.insert((section.into(), key.clone()));
             }

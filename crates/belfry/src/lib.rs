@@ -10,7 +10,7 @@
 //! | [`model`] | typed ids and the notification |
 //! | [`store`] | durable notifications, per-user seq, read state, idempotency |
 //! | [`intake`] | the notify request and its validation, shared by HTTP and ingestion |
-//! | [`ingest`] | consuming notify requests from Redis Streams and NATS JetStream |
+//! | [`ingest`] | consuming notify requests from Redis Streams, NATS JetStream and Kafka (feature `kafka`) |
 //! | [`notifier`] | store-then-publish for notifications and state changes |
 //! | [`broker`] | fan-out between nodes (in-process by default) |
 //! | [`hub`] | this node's user → connections registry, bounded outboxes |
@@ -19,6 +19,7 @@
 //! | [`auth`] | API keys and user JWTs |
 //! | [`push`] | Web Push: VAPID, policy, payload, delivery with retries |
 //! | [`rooms`] | room permissions, bounds, and presence across nodes |
+//! | [`retention`] | deleting expired, old and over-cap notifications in small batches |
 //! | [`ratelimit`] | per-API-key and per-recipient rate limits |
 //! | [`http`] | routes, extractors, the single error → HTTP mapping, OpenAPI |
 //! | [`app`] | wiring, listener, graceful shutdown |
@@ -40,6 +41,7 @@ pub mod notifier;
 pub mod protocol;
 pub mod push;
 pub mod ratelimit;
+pub mod retention;
 pub mod rooms;
 pub mod shutdown;
 pub mod store;

@@ -1,4 +1,5 @@
-//! Ingestion: take notify requests from the app's event stream instead of HTTP.
+//! Ingestion: take notify requests from the app's event stream instead of HTTP — Redis Streams,
+//! NATS JetStream, and Kafka (behind the `kafka` cargo feature, which links librdkafka).
 //!
 //! Every source feeds the same [`Pipeline`]: the message is the JSON of `POST /v1/notifications`
 //! (see `intake`), validated the same way and stored through the notifier. A source
@@ -11,6 +12,8 @@
 //!
 //! Sources never know about HTTP; they only know their broker's client and the pipeline.
 
+#[cfg(feature = "kafka")]
+mod kafka;
 mod nats;
 mod redis;
 
@@ -115,7 +118,23 @@ pub fn start(config: &IngestConfig, pipeline: Pipeline, shutdown: CancellationTo
         ));
     }
     if let Some(source) = &config.nats {
-        tokio::spawn(nats::run(source.clone(), pipeline, shutdown));
+        tokio::spawn(nats::run(
+            source.clone(),
+            pipeline.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(source) = &config.kafka {
+        // Loading a config refuses `[ingest.kafka]` on a build without the feature; this is for
+        // a `Config` built in code.
+        #[cfg(not(feature = "kafka"))]
+        tracing::error!(
+            topic = %source.topic,
+            "[ingest.kafka] is configured but this build has no Kafka support (cargo feature \
+             `kafka`): the source does not run"
+        );
+        #[cfg(feature = "kafka")]
+        tokio::spawn(kafka::run(source.clone(), pipeline, shutdown));
     }
 }
 

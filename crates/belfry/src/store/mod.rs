@@ -94,6 +94,19 @@ pub struct ListQuery {
     pub archived: bool,
 }
 
+/// What the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Notifications created before this (unix ms) go; `i64::MIN` keeps them all.
+    pub created_before_ms: i64,
+    /// Each user keeps at most this many, newest by seq; `None` keeps all.
+    pub per_user_cap: Option<u32>,
+    /// Idempotency keys recorded before this (unix ms) go.
+    pub keys_before_ms: i64,
+    /// Now (unix ms): notifications whose `expires_at` has passed go.
+    pub now_ms: i64,
+}
+
 /// A user's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -157,6 +170,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A user's push subscriptions.
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>, StoreError>;
+
+    /// Deletes at most `batch` rows the retention policy no longer keeps, in one short
+    /// transaction; returns how many went. Call it until it returns less than `batch`.
+    async fn prune(&self, retention: &Retention, batch: u32) -> Result<u64, StoreError>;
 
     /// Answers when the database is reachable.
     async fn ping(&self) -> Result<(), StoreError>;

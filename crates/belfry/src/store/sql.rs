@@ -222,3 +222,38 @@ pub(super) fn select_push_subscriptions(d: Dialect) -> String {
         d.param(1)
     )
 }
+
+/// Deletes up to a batch of expired or too-old notifications. Binds: now, oldest kept
+/// `created_at`, batch size.
+pub(super) fn prune_old(d: Dialect) -> String {
+    format!(
+        "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
+         WHERE (expires_at IS NOT NULL AND expires_at <= {p1}) OR created_at < {p2} LIMIT {p3})",
+        p1 = d.param(1),
+        p2 = d.param(2),
+        p3 = d.param(3),
+    )
+}
+
+/// Deletes up to a batch of the notifications beyond each user's newest `cap`. Binds: cap,
+/// batch size.
+pub(super) fn prune_over_cap(d: Dialect) -> String {
+    format!(
+        "DELETE FROM notifications WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
+         (PARTITION BY user_id ORDER BY seq DESC) AS rank FROM notifications) ranked \
+         WHERE rank > {p1} LIMIT {p2})",
+        p1 = d.param(1),
+        p2 = d.param(2),
+    )
+}
+
+/// Deletes up to a batch of idempotency keys older than the window. Binds: oldest kept
+/// `created_at`, batch size.
+pub(super) fn prune_keys(d: Dialect) -> String {
+    format!(
+        "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+         WHERE created_at < {p1} LIMIT {p2})",
+        p1 = d.param(1),
+        p2 = d.param(2),
+    )
+}

@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 use super::group_commit::{GroupCommit, GroupWrites, commit_group};
 use super::rows::{NewRow, NotificationRow, decode_all, duration_ms, to_ms};
 use super::sql::{self, Dialect};
-use super::{Counts, Inserted, ListQuery, Store, StoreError};
+use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError};
 use crate::config::StoreConfig;
 use crate::model::{
     Key, NewNotification, Notification, NotificationId, PushSubscription, Seq, StateChange,
@@ -283,6 +283,36 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn prune(&self, retention: &Retention, batch: u32) -> Result<u64, StoreError> {
+        let batch = i64::from(batch);
+        let mut deleted = sqlx::query(AssertSqlSafe(sql::prune_old(SQL)))
+            .bind(retention.now_ms)
+            .bind(retention.created_before_ms)
+            .bind(batch)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        if let Some(cap) = retention.per_user_cap
+            && deleted < batch as u64
+        {
+            deleted += sqlx::query(AssertSqlSafe(sql::prune_over_cap(SQL)))
+                .bind(i64::from(cap))
+                .bind(batch - deleted as i64)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+        }
+        if deleted < batch as u64 {
+            deleted += sqlx::query(AssertSqlSafe(sql::prune_keys(SQL)))
+                .bind(retention.keys_before_ms)
+                .bind(batch - deleted as i64)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

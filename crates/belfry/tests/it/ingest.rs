@@ -10,6 +10,8 @@ use serde_json::json;
 
 use crate::support::{DEADLINE, TestApp, spawn_app_with, start, test_config, wait_until};
 
+mod kafka;
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }

@@ -22,6 +22,7 @@ mod poll;
 mod push;
 mod ratelimit;
 mod resume;
+mod retention;
 mod rooms;
 mod slow;
 mod sse;

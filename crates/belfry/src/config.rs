@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A value had the wrong type or an unknown key was given.
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Invalid(#[from] Box<figment::Error>),
     /// A value is well-typed but unusable.
     #[error("invalid configuration: {0}")]

@@ -71,7 +71,7 @@ impl Pipeline {
             return Ok(self.poison(reasons.join("; ")));
         };
         if new.idempotency_key.is_none() {
-            new.idempotency_key = Key::parse(position).ok();
+            new.idempotency_key = position_key(position);
         }
         self.notifier.notify(vec![new]).await?;
         self.metrics.ingest_stored.inc();
@@ -105,6 +105,35 @@ impl Pipeline {
                 }
             }
         }
+    }
+}
+
+/// The idempotency key for a stream position; positions too long for a key (very long stream
+/// names) are replaced by their SHA-256, so re-deliveries are still recognised.
+fn position_key(position: &str) -> Option<Key> {
+    use sha2::{Digest, Sha256};
+    Key::parse(position)
+        .or_else(|_| {
+            let digest = Sha256::digest(position.as_bytes());
+            Key::parse(format!("ingest:sha256:{digest:x}"))
+        })
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_positions_still_get_a_stable_key() {
+        let long = format!("ingest:redis:{}:1-0", "s".repeat(400));
+        let key = position_key(&long).unwrap();
+        assert!(key.as_str().starts_with("ingest:sha256:"));
+        assert_eq!(position_key(&long), Some(key));
+        assert_eq!(
+            position_key("ingest:nats:S:7").unwrap().as_str(),
+            "ingest:nats:S:7"
+        );
     }
 }
 

@@ -120,23 +120,6 @@ fn position_key(position: &str) -> Option<Key> {
         .ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_positions_still_get_a_stable_key() {
-        let long = format!("ingest:redis:{}:1-0", "s".repeat(400));
-        let key = position_key(&long).unwrap();
-        assert!(key.as_str().starts_with("ingest:sha256:"));
-        assert_eq!(position_key(&long), Some(key));
-        assert_eq!(
-            position_key("ingest:nats:S:7").unwrap().as_str(),
-            "ingest:nats:S:7"
-        );
-    }
-}
-
 /// Starts every source enabled in `config`; each runs until `shutdown`.
 pub fn start(config: &IngestConfig, pipeline: Pipeline, shutdown: CancellationToken) {
     if let Some(source) = &config.redis {
@@ -174,5 +157,22 @@ async fn backoff(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         () = shutdown.cancelled() => false,
         () = tokio::time::sleep(wait) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_positions_still_get_a_stable_key() {
+        let long = format!("ingest:redis:{}:1-0", "s".repeat(400));
+        let key = position_key(&long).unwrap();
+        assert!(key.as_str().starts_with("ingest:sha256:"));
+        assert_eq!(position_key(&long), Some(key));
+        assert_eq!(
+            position_key("ingest:nats:S:7").unwrap().as_str(),
+            "ingest:nats:S:7"
+        );
     }
 }

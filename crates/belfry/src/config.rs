@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A value had the wrong type or an unknown key was given.
-    #[error("invalid configuration")]
-    Invalid(#[from] Box<figment::Error>),
+    /// A value had the wrong type or an unknown key was given. (Not a `#[source]`: the
+    /// message already includes it, and error chains would print it twice.)
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
     /// A value is well-typed but unusable.
     #[error("invalid configuration: {0}")]
     Unusable(String),
@@ -27,6 +28,12 @@ pub enum ConfigError {
         /// What went wrong.
         source: std::io::Error,
     },
+}
+
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(e: Box<figment::Error>) -> Self {
+        ConfigError::Invalid(e)
+    }
 }
 
 /// The whole configuration.

@@ -9,21 +9,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, Watchers};
+use super::wire::{self, Command, WatchRequests, Watchers};
 use super::{Broker, BrokerError, Topic};
 use crate::hub::Hub;
 use crate::model::{RoomName, UserId};
 use crate::protocol::Event;
 use crate::telemetry::Metrics;
-
-enum Command {
-    Watch(Topic, oneshot::Sender<()>),
-    Unwatch(Topic),
-}
 
 /// Fan-out through NATS core subjects.
 pub struct NatsBroker {
@@ -32,7 +27,7 @@ pub struct NatsBroker {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     client: async_nats::Client,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: WatchRequests,
 }
 
 fn subject(prefix: &str, topic: &Topic) -> String {
@@ -77,7 +72,7 @@ impl NatsBroker {
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let node = format!("n{}", uuid::Uuid::now_v7().simple());
-        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (commands, command_rx) = WatchRequests::channel();
         tokio::spawn(run_subscriber(
             client.clone(),
             node.clone(),
@@ -125,18 +120,11 @@ impl Broker for NatsBroker {
     }
 
     async fn watch(&self, topic: &Topic) {
-        let (done, wait) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Watch(topic.clone(), done))
-            .is_ok()
-        {
-            let _ = wait.await;
-        }
+        self.commands.watch(topic).await;
     }
 
     fn unwatch(&self, topic: &Topic) {
-        let _ = self.commands.send(Command::Unwatch(topic.clone()));
+        self.commands.unwatch(topic);
     }
 
     async fn online(&self, user: &UserId) -> bool {

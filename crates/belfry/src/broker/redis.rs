@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, Watchers};
+use super::wire::{self, Command, WatchRequests, Watchers};
 use super::{Broker, BrokerError, Topic};
 use crate::hub::Hub;
 use crate::model::{RoomName, UserId};
@@ -28,11 +28,6 @@ const PIPELINE: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-enum Command {
-    Watch(Topic, oneshot::Sender<()>),
-    Unwatch(Topic),
-}
-
 /// Fan-out through Redis pub/sub.
 pub struct RedisBroker {
     client: redis::Client,
@@ -41,7 +36,7 @@ pub struct RedisBroker {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     outgoing: mpsc::Sender<(String, Vec<u8>)>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: WatchRequests,
 }
 
 impl RedisBroker {
@@ -59,7 +54,7 @@ impl RedisBroker {
         let node = format!("n{}", uuid::Uuid::now_v7().simple());
         let query_client = client.clone();
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
-        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (commands, command_rx) = WatchRequests::channel();
         tokio::spawn(run_publisher(
             client.clone(),
             queue,
@@ -130,18 +125,11 @@ impl Broker for RedisBroker {
     }
 
     async fn watch(&self, topic: &Topic) {
-        let (done, wait) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Watch(topic.clone(), done))
-            .is_ok()
-        {
-            let _ = wait.await;
-        }
+        self.commands.watch(topic).await;
     }
 
     fn unwatch(&self, topic: &Topic) {
-        let _ = self.commands.send(Command::Unwatch(topic.clone()));
+        self.commands.unwatch(topic);
     }
 
     async fn online(&self, user: &UserId) -> bool {

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Topic;
+use tokio::sync::{mpsc, oneshot};
+
 use crate::hub::Hub;
 use crate::model::{RoomName, UserId};
 use crate::protocol::Event;
@@ -97,6 +99,39 @@ pub fn room_inbound(hub: &Hub, room: &RoomName, origin: &str, event: Event) -> O
             (!users.is_empty()).then(|| presence_state(&users))
         }
         _ => None,
+    }
+}
+
+/// A request to the subscriber task of a Redis or NATS broker.
+pub enum Command {
+    /// Count one more watch of the topic; answer once the subscription is active.
+    Watch(Topic, oneshot::Sender<()>),
+    /// Count one fewer.
+    Unwatch(Topic),
+}
+
+/// The sending side of a subscriber task's command channel: `Broker::watch`/`unwatch` for
+/// every broker that runs one.
+pub struct WatchRequests(mpsc::UnboundedSender<Command>);
+
+impl WatchRequests {
+    /// A channel; the receiver goes to the subscriber task.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Asks for `topic` and waits until the subscriber task has it (or is gone).
+    pub async fn watch(&self, topic: &Topic) {
+        let (done, wait) = oneshot::channel();
+        if self.0.send(Command::Watch(topic.clone(), done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Gives up one watch of `topic`.
+    pub fn unwatch(&self, topic: &Topic) {
+        let _ = self.0.send(Command::Unwatch(topic.clone()));
     }
 }
 

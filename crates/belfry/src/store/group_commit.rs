@@ -1,10 +1,11 @@
 //! Group commit, for both backends: `insert` calls queue their batches, and writer tasks commit
-//! whatever is queued (up to a row budget) in one transaction, each caller's batch in its own
-//! savepoint, so throughput does not hinge on one commit per notification and an idempotency
-//! conflict undoes only the batch it belongs to.
+//! whatever is queued (up to a row budget) in one transaction, planned in memory first
+//! (`plan`) and written with a few multi-row statements, so throughput hinges neither on one
+//! commit per notification nor on one statement per row. An idempotency conflict refuses only
+//! the batch it belongs to.
 //!
-//! The insert logic (idempotency replay, seq assignment, recording keys) lives here once; a
-//! backend supplies its statements through [`GroupWrites`].
+//! The insert logic (idempotency replay, seq assignment, grouping, recording keys) lives here
+//! and in `plan` once; a backend supplies its statements through [`GroupWrites`].
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -14,11 +15,10 @@ use sqlx::{Database, Pool};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::rows::{NewRow, NotificationRow, duration_ms, encode_response, replay, to_ms};
+use super::plan::{Plan, Planned};
+use super::rows::NotificationRow;
 use super::{Inserted, StoreError, WritePolicy};
-use crate::model::{
-    Key, MutedAction, NewNotification, Notification, NotificationId, Seq, UserId, now,
-};
+use crate::model::{Key, NewNotification, Seq, UserId};
 
 /// One caller's result: what it stored or replayed, or an error that undid only its batch.
 pub(super) type Outcome = Result<Vec<Inserted>, StoreError>;
@@ -45,9 +45,6 @@ pub(super) trait GroupWrites: Send {
         since_ms: i64,
     ) -> Result<Option<(String, String)>, sqlx::Error>;
 
-    /// Gives `row.user` its next seq and stores the row under it, in this transaction.
-    async fn insert_row(&mut self, row: &NewRow<'_>) -> Result<Seq, sqlx::Error>;
-
     /// The newest item of `user`'s group `key`, if any.
     async fn group_head(
         &mut self,
@@ -55,12 +52,18 @@ pub(super) trait GroupWrites: Send {
         key: &Key,
     ) -> Result<Option<NotificationRow>, sqlx::Error>;
 
-    /// Gives `user` its next seq.
-    async fn next_seq(&mut self, user: &UserId) -> Result<Seq, sqlx::Error>;
+    /// The last seq of each of `users` that has one, as `(user_id, last_seq)`.
+    async fn last_seqs(&mut self, users: &[&UserId]) -> Result<Vec<(String, Seq)>, sqlx::Error>;
 
-    /// Rewrites a group's item (found by id) as `merged`: its new seq, type, data, count,
+    /// Sets each user's last seq.
+    async fn save_seqs(&mut self, seqs: &[(&UserId, Seq)]) -> Result<(), sqlx::Error>;
+
+    /// Inserts new rows.
+    async fn insert_rows(&mut self, rows: &[&Planned]) -> Result<(), sqlx::Error>;
+
+    /// Rewrites a stored group item (found by id) as planned: its new seq, type, data, count,
     /// actors, update time and expiry.
-    async fn rewrite_group_item(&mut self, merged: &Notification) -> Result<(), sqlx::Error>;
+    async fn rewrite_group_item(&mut self, item: &Planned) -> Result<(), sqlx::Error>;
 
     /// Records `key`'s first result, replacing an expired use of the key.
     async fn record_key(
@@ -181,8 +184,7 @@ fn job_rows(job: &Job) -> usize {
     job.batch.iter().map(|n| n.recipients.len()).sum()
 }
 
-/// Commits `batches` in one transaction, each in its own savepoint so a conflict undoes only
-/// that batch.
+/// Commits `batches` in one transaction, planned in memory and written at the end.
 pub(super) async fn commit_group<DB>(
     pool: &Pool<DB>,
     batches: &[Vec<NewNotification>],
@@ -194,116 +196,12 @@ where
 {
     let mut tx = pool.begin().await?;
     tx.lock_group(batches).await?;
+    let mut plan = Plan::seeded(&mut *tx, batches).await?;
     let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
-        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match insert_batch(&mut *savepoint, batch, policy).await? {
-            Ok(inserted) => {
-                savepoint.commit().await?;
-                outcomes.push(Ok(inserted));
-            }
-            Err(refused) => {
-                savepoint.rollback().await?;
-                outcomes.push(Err(refused));
-            }
-        }
+        outcomes.push(plan.batch(&mut *tx, batch, policy).await?);
     }
+    plan.write(&mut *tx).await?;
     tx.commit().await?;
     Ok(outcomes)
-}
-
-/// Stores one caller's batch. The outer `Result` is a database failure (abort the group); the
-/// inner one refuses this batch only (idempotency conflict, corrupt stored response).
-async fn insert_batch<W: GroupWrites + ?Sized>(
-    conn: &mut W,
-    batch: &[NewNotification],
-    policy: WritePolicy,
-) -> Result<Outcome, sqlx::Error> {
-    let created_at = now();
-    let created_ms = to_ms(created_at);
-    let mut out = Vec::with_capacity(batch.len());
-    for request in batch {
-        let key = request
-            .idempotency_key
-            .as_ref()
-            .map(|key| (key, request.fingerprint()));
-        if let Some((key, fingerprint)) = &key {
-            let since = created_ms.saturating_sub(duration_ms(policy.idempotency_window));
-            if let Some((seen, response)) = conn.find_key(key, since).await? {
-                match replay(key, fingerprint, &seen, &response) {
-                    Ok(replayed) => {
-                        out.push(replayed);
-                        continue;
-                    }
-                    Err(refused) => return Ok(Err(refused)),
-                }
-            }
-        }
-        let data = request.data.to_string();
-        let mut stored = Vec::with_capacity(request.recipients.len());
-        for user in &request.recipients {
-            let muted = request.muted.contains(user);
-            if muted && request.muted_action == MutedAction::Drop {
-                continue;
-            }
-            let row = NewRow {
-                id: NotificationId::new(),
-                user,
-                request,
-                data: &data,
-                created_at,
-                muted,
-            };
-            if let Some(merged) = join_group(conn, &row, policy).await? {
-                stored.push(merged);
-                continue;
-            }
-            let seq = conn.insert_row(&row).await?;
-            stored.push(row.stored(seq));
-        }
-        let inserted = Inserted::New(stored);
-        if let Some((key, fingerprint)) = &key {
-            let response = encode_response(&inserted)?;
-            conn.record_key(key, fingerprint, &response, created_ms)
-                .await?;
-        }
-        out.push(inserted);
-    }
-    Ok(Ok(out))
-}
-
-/// Merges `row` into its group's newest item when it joins it (see [`NewRow::joins`]), giving
-/// the item the user's next seq; returns the merged item, or `None` to store `row` as new.
-async fn join_group<W: GroupWrites + ?Sized>(
-    conn: &mut W,
-    row: &NewRow<'_>,
-    policy: WritePolicy,
-) -> Result<Option<Notification>, sqlx::Error> {
-    let window_ms = duration_ms(policy.group_window);
-    let Some(key) = row
-        .request
-        .group_key
-        .as_ref()
-        .filter(|_| window_ms > 0 && !row.muted)
-    else {
-        return Ok(None);
-    };
-    let Some(head) = conn.group_head(row.user, key).await? else {
-        return Ok(None);
-    };
-    let head = match Notification::try_from(head) {
-        Ok(head) => head,
-        Err(e) => {
-            // A row we cannot read is left alone; the event becomes an item of its own.
-            tracing::warn!(error = %e, "group item unreadable; storing the event as a new item");
-            return Ok(None);
-        }
-    };
-    if !row.joins(&head, window_ms) {
-        return Ok(None);
-    }
-    let seq = conn.next_seq(row.user).await?;
-    let merged = row.merged_into(head, seq, policy.max_actors);
-    conn.rewrite_group_item(&merged).await?;
-    Ok(Some(merged))
 }

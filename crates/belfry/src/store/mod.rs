@@ -10,6 +10,7 @@
 //! (`rows`) and group commit (`group_commit`), and differ only where the databases do.
 
 mod group_commit;
+mod plan;
 mod postgres;
 mod rows;
 mod sql;

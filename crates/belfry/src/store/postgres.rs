@@ -24,9 +24,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::group_commit::{GroupCommit, GroupWrites, commit_group};
+use super::plan::Planned;
 use super::rows::{
-    GroupColumns, NewRow, NotificationRow, decode_all, decode_preferences, encode_preferences,
-    to_ms,
+    Columns, NotificationRow, decode_all, decode_preferences, encode_preferences, to_ms,
 };
 use super::sql::{self, Dialect};
 use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError, WritePolicy};
@@ -172,32 +172,6 @@ impl GroupWrites for PgConnection {
             .await
     }
 
-    async fn insert_row(&mut self, row: &NewRow<'_>) -> Result<Seq, sqlx::Error> {
-        sqlx::query_scalar(
-            "WITH next AS ( \
-               INSERT INTO user_seqs (user_id, last_seq) VALUES ($2, 1) \
-               ON CONFLICT (user_id) DO UPDATE SET last_seq = user_seqs.last_seq + 1 \
-               RETURNING last_seq) \
-             INSERT INTO notifications (id, user_id, seq, type, data, group_key, created_at, \
-               expires_at, read_at, actors, actor_count, muted) \
-             SELECT $1::uuid, $2, last_seq, $3, $4::json, $5, $6, $7, $8, $9, $10, $11 FROM next \
-             RETURNING seq",
-        )
-        .bind(row.id.to_string())
-        .bind(row.user.as_str())
-        .bind(row.request.kind.as_str())
-        .bind(row.data)
-        .bind(row.group_key())
-        .bind(row.created_ms())
-        .bind(row.expires_ms())
-        .bind(row.read_ms())
-        .bind(row.actors_json())
-        .bind(row.actor_count())
-        .bind(row.muted)
-        .fetch_one(self)
-        .await
-    }
-
     async fn group_head(
         &mut self,
         user: &UserId,
@@ -210,25 +184,68 @@ impl GroupWrites for PgConnection {
             .await
     }
 
-    async fn next_seq(&mut self, user: &UserId) -> Result<Seq, sqlx::Error> {
-        sqlx::query_scalar(AssertSqlSafe(sql::next_seq(SQL)))
-            .bind(user.as_str())
-            .fetch_one(self)
+    async fn last_seqs(&mut self, users: &[&UserId]) -> Result<Vec<(String, Seq)>, sqlx::Error> {
+        let users: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+        sqlx::query_as(AssertSqlSafe(sql::last_seqs(SQL, 1)))
+            .bind(users)
+            .fetch_all(self)
             .await
     }
 
-    async fn rewrite_group_item(&mut self, merged: &Notification) -> Result<(), sqlx::Error> {
-        let group = GroupColumns::of(merged);
+    async fn save_seqs(&mut self, seqs: &[(&UserId, Seq)]) -> Result<(), sqlx::Error> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let (users, values): (Vec<&str>, Vec<Seq>) =
+            seqs.iter().map(|(user, seq)| (user.as_str(), *seq)).unzip();
+        sqlx::query(AssertSqlSafe(sql::save_seqs(SQL, seqs.len())))
+            .bind(users)
+            .bind(values)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_rows(&mut self, rows: &[&Planned]) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let columns: Vec<Columns<'_>> = rows.iter().map(|p| Columns::of(p)).collect();
+        let column = |f: &dyn Fn(&Columns<'_>) -> String| columns.iter().map(f).collect::<Vec<_>>();
+        let ints =
+            |f: &dyn Fn(&Columns<'_>) -> Option<i64>| columns.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(AssertSqlSafe(sql::insert_rows(SQL, rows.len())))
+            .bind(column(&|c| c.id.clone()))
+            .bind(column(&|c| c.n.user_id.to_string()))
+            .bind(ints(&|c| Some(c.n.seq)))
+            .bind(column(&|c| c.n.kind.as_str().to_owned()))
+            .bind(column(&|c| c.data.to_owned()))
+            .bind(columns.iter().map(|c| c.group_key).collect::<Vec<_>>())
+            .bind(ints(&|c| Some(c.created_ms)))
+            .bind(ints(&|c| c.expires_ms))
+            .bind(ints(&|c| c.read_ms))
+            .bind(ints(&|c| c.updated_ms))
+            .bind(ints(&|c| Some(c.n.count)))
+            .bind(column(&|c| c.actors.clone()))
+            .bind(ints(&|c| Some(c.n.actor_count)))
+            .bind(columns.iter().map(|c| c.n.muted).collect::<Vec<_>>())
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn rewrite_group_item(&mut self, item: &Planned) -> Result<(), sqlx::Error> {
+        let c = Columns::of(item);
         sqlx::query(AssertSqlSafe(sql::merge_into_group(SQL)))
-            .bind(merged.id.to_string())
-            .bind(merged.seq)
-            .bind(merged.kind.as_str())
-            .bind(group.data)
-            .bind(merged.count)
-            .bind(group.actors)
-            .bind(merged.actor_count)
-            .bind(group.updated_ms)
-            .bind(group.expires_ms)
+            .bind(c.id.as_str())
+            .bind(c.n.seq)
+            .bind(c.n.kind.as_str())
+            .bind(c.data)
+            .bind(c.n.count)
+            .bind(c.actors.as_str())
+            .bind(c.n.actor_count)
+            .bind(c.updated_ms)
+            .bind(c.expires_ms)
             .execute(self)
             .await?;
         Ok(())

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::plan::Planned;
 use super::{Inserted, StoreError};
 use crate::model::{
     Actor, Key, NewNotification, Notification, NotificationId, NotificationRef, NotificationType,
@@ -89,13 +90,11 @@ pub(super) fn decode_all(rows: Vec<NotificationRow>) -> Result<Vec<Notification>
     rows.into_iter().map(Notification::try_from).collect()
 }
 
-/// One notification row to insert; the backend assigns its `seq`.
+/// One event for one recipient, before it is planned as a new row or merged into a group item.
 pub(super) struct NewRow<'a> {
     pub(super) id: NotificationId,
     pub(super) user: &'a UserId,
     pub(super) request: &'a NewNotification,
-    /// `request.data` serialised once for all recipients.
-    pub(super) data: &'a str,
     pub(super) created_at: OffsetDateTime,
     /// The recipient muted it: stored read and flagged, never delivered live.
     pub(super) muted: bool,
@@ -119,33 +118,18 @@ impl NewRow<'_> {
             actors,
             muted: self.muted,
             seen_at: None,
-            read_at: self.read_ms().map(|_| self.created_at),
+            read_at: self.muted.then_some(self.created_at),
             archived_at: None,
             expires_at: self.request.expires_at,
         }
     }
 
-    pub(super) fn created_ms(&self) -> i64 {
+    fn created_ms(&self) -> i64 {
         to_ms(self.created_at)
-    }
-
-    /// A muted row is stored already read, at its creation time.
-    pub(super) fn read_ms(&self) -> Option<i64> {
-        self.muted.then(|| self.created_ms())
     }
 
     fn actor(&self) -> Option<&str> {
         self.request.actor.as_ref().map(Actor::as_str)
-    }
-
-    /// The `actors` column of a new row: a JSON array of zero or one actor.
-    pub(super) fn actors_json(&self) -> String {
-        serde_json::Value::from(self.actor().into_iter().collect::<Vec<_>>()).to_string()
-    }
-
-    /// The `actor_count` column of a new row.
-    pub(super) fn actor_count(&self) -> i64 {
-        i64::from(self.actor().is_some())
     }
 
     /// Whether this event joins `head`, the newest stored item of its group: the item is
@@ -190,14 +174,6 @@ impl NewRow<'_> {
         head.updated_at = Some(self.created_at);
         head
     }
-
-    pub(super) fn group_key(&self) -> Option<&str> {
-        self.request.group_key.as_ref().map(Key::as_str)
-    }
-
-    pub(super) fn expires_ms(&self) -> Option<i64> {
-        self.request.expires_at.map(to_ms)
-    }
 }
 
 /// What an idempotency key's first request stored, as kept with the key.
@@ -221,21 +197,32 @@ pub(super) fn replay(
     Ok(Inserted::Replayed(refs))
 }
 
-/// A merged group item's columns in their stored form.
-pub(super) struct GroupColumns {
-    pub(super) data: String,
+/// A planned row's columns in their stored form (times as unix ms, actors as JSON text).
+pub(super) struct Columns<'a> {
+    pub(super) n: &'a Notification,
+    pub(super) id: String,
+    pub(super) data: &'a str,
+    pub(super) group_key: Option<&'a str>,
     pub(super) actors: String,
+    pub(super) created_ms: i64,
     pub(super) updated_ms: Option<i64>,
+    pub(super) read_ms: Option<i64>,
     pub(super) expires_ms: Option<i64>,
 }
 
-impl GroupColumns {
-    pub(super) fn of(merged: &Notification) -> Self {
+impl<'a> Columns<'a> {
+    pub(super) fn of(planned: &'a Planned) -> Self {
+        let n = &planned.notification;
         Self {
-            data: merged.data.to_string(),
-            actors: serde_json::Value::from(merged.actors.clone()).to_string(),
-            updated_ms: merged.updated_at.map(to_ms),
-            expires_ms: merged.expires_at.map(to_ms),
+            n,
+            id: n.id.to_string(),
+            data: &planned.data,
+            group_key: n.group_key.as_ref().map(Key::as_str),
+            actors: serde_json::Value::from(n.actors.clone()).to_string(),
+            created_ms: to_ms(n.created_at),
+            updated_ms: n.updated_at.map(to_ms),
+            read_ms: n.read_at.map(to_ms),
+            expires_ms: n.expires_at.map(to_ms),
         }
     }
 }

@@ -150,13 +150,65 @@ pub(super) fn set_state(d: Dialect, change: StateChange, count: usize) -> (Strin
     }
 }
 
-/// Gives a user their next seq and returns it. Binds: user.
-pub(super) fn next_seq(d: Dialect) -> String {
+/// `rows` parenthesised tuples of `width` numbered parameters each, from `?1` on (SQLite).
+fn value_rows(d: Dialect, width: usize, rows: usize) -> String {
+    let mut sql = String::new();
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..width {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&d.param(row * width + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The last seqs of `count` users, as `(user_id, last_seq)`. Binds: the users (see
+/// [`Dialect::among`]).
+pub(super) fn last_seqs(d: Dialect, count: usize) -> String {
+    let (users, _) = d.among("user_id", "text", 1, count);
+    format!("SELECT user_id, last_seq FROM user_seqs WHERE {users}")
+}
+
+/// Sets the last seq of `rows` users. Binds: SQLite user, seq for each row; PostgreSQL an
+/// array of users and an array of seqs.
+pub(super) fn save_seqs(d: Dialect, rows: usize) -> String {
+    let source = match d {
+        Dialect::Sqlite => format!("VALUES {}", value_rows(d, 2, rows)),
+        Dialect::Postgres => "SELECT * FROM unnest($1::text[], $2::bigint[])".to_owned(),
+    };
     format!(
-        "INSERT INTO user_seqs (user_id, last_seq) VALUES ({}, 1) ON CONFLICT (user_id) \
-         DO UPDATE SET last_seq = user_seqs.last_seq + 1 RETURNING last_seq",
-        d.param(1)
+        "INSERT INTO user_seqs (user_id, last_seq) {source} ON CONFLICT (user_id) \
+         DO UPDATE SET last_seq = excluded.last_seq"
     )
+}
+
+/// The columns [`insert_rows`] writes, in bind order.
+pub(super) const INSERT_COLUMNS: &str = "id, user_id, seq, type, data, group_key, created_at, \
+     expires_at, read_at, updated_at, count, actors, actor_count, muted";
+
+/// Inserts `rows` notifications. Binds: SQLite the [`INSERT_COLUMNS`] of each row in turn;
+/// PostgreSQL one array per column (text, text, bigint, text, text, text, bigint, bigint,
+/// bigint, bigint, bigint, text, bigint, bool).
+pub(super) fn insert_rows(d: Dialect, rows: usize) -> String {
+    match d {
+        Dialect::Sqlite => format!(
+            "INSERT INTO notifications ({INSERT_COLUMNS}) VALUES {}",
+            value_rows(d, 14, rows)
+        ),
+        Dialect::Postgres => format!(
+            "INSERT INTO notifications ({INSERT_COLUMNS}) \
+             SELECT id::uuid, user_id, seq, type, data::json, group_key, created_at, expires_at, \
+               read_at, updated_at, count, actors, actor_count, muted \
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+               $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
+               $11::bigint[], $12::text[], $13::bigint[], $14::bool[]) \
+             AS r ({INSERT_COLUMNS})"
+        ),
+    }
 }
 
 /// The newest item of a user's group. Binds: user, group key.

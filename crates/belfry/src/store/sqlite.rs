@@ -15,9 +15,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
 use super::group_commit::{GroupCommit, GroupWrites, commit_group};
+use super::plan::{Planned, chunked};
 use super::rows::{
-    GroupColumns, NewRow, NotificationRow, decode_all, decode_preferences, encode_preferences,
-    to_ms,
+    Columns, NotificationRow, decode_all, decode_preferences, encode_preferences, to_ms,
 };
 use super::sql::{self, Dialect};
 use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError, WritePolicy};
@@ -31,6 +31,12 @@ use crate::preferences::Preferences;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const SQL: Dialect = Dialect::Sqlite;
+
+/// Users bound by one statement (SQLite binds each one; its limit is 32766 parameters).
+const MAX_IDS_PER_STATEMENT: usize = 512;
+
+/// Rows per multi-row insert (14 parameters each).
+const MAX_ROWS_PER_INSERT: usize = 128;
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
@@ -105,30 +111,6 @@ impl GroupWrites for SqliteConnection {
             .await
     }
 
-    async fn insert_row(&mut self, row: &NewRow<'_>) -> Result<Seq, sqlx::Error> {
-        let seq = self.next_seq(row.user).await?;
-        sqlx::query(
-            "INSERT INTO notifications (id, user_id, seq, type, data, group_key, created_at, \
-             expires_at, read_at, actors, actor_count, muted) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .bind(row.id.to_string())
-        .bind(row.user.as_str())
-        .bind(seq)
-        .bind(row.request.kind.as_str())
-        .bind(row.data)
-        .bind(row.group_key())
-        .bind(row.created_ms())
-        .bind(row.expires_ms())
-        .bind(row.read_ms())
-        .bind(row.actors_json())
-        .bind(row.actor_count())
-        .bind(row.muted)
-        .execute(&mut *self)
-        .await?;
-        Ok(seq)
-    }
-
     async fn group_head(
         &mut self,
         user: &UserId,
@@ -141,25 +123,68 @@ impl GroupWrites for SqliteConnection {
             .await
     }
 
-    async fn next_seq(&mut self, user: &UserId) -> Result<Seq, sqlx::Error> {
-        sqlx::query_scalar(AssertSqlSafe(sql::next_seq(SQL)))
-            .bind(user.as_str())
-            .fetch_one(self)
-            .await
+    async fn last_seqs(&mut self, users: &[&UserId]) -> Result<Vec<(String, Seq)>, sqlx::Error> {
+        let mut found = Vec::with_capacity(users.len());
+        for chunk in chunked(users, MAX_IDS_PER_STATEMENT) {
+            let mut query =
+                sqlx::query_as::<_, (String, Seq)>(AssertSqlSafe(sql::last_seqs(SQL, chunk.len())));
+            for user in chunk {
+                query = query.bind(user.as_str());
+            }
+            found.extend(query.fetch_all(&mut *self).await?);
+        }
+        Ok(found)
     }
 
-    async fn rewrite_group_item(&mut self, merged: &Notification) -> Result<(), sqlx::Error> {
-        let group = GroupColumns::of(merged);
+    async fn save_seqs(&mut self, seqs: &[(&UserId, Seq)]) -> Result<(), sqlx::Error> {
+        for chunk in chunked(seqs, MAX_IDS_PER_STATEMENT) {
+            let mut query = sqlx::query(AssertSqlSafe(sql::save_seqs(SQL, chunk.len())));
+            for (user, seq) in chunk {
+                query = query.bind(user.as_str()).bind(*seq);
+            }
+            query.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_rows(&mut self, rows: &[&Planned]) -> Result<(), sqlx::Error> {
+        for chunk in chunked(rows, MAX_ROWS_PER_INSERT) {
+            let columns: Vec<Columns<'_>> = chunk.iter().map(|p| Columns::of(p)).collect();
+            let mut query = sqlx::query(AssertSqlSafe(sql::insert_rows(SQL, chunk.len())));
+            for c in &columns {
+                query = query
+                    .bind(c.id.as_str())
+                    .bind(c.n.user_id.as_str())
+                    .bind(c.n.seq)
+                    .bind(c.n.kind.as_str())
+                    .bind(c.data)
+                    .bind(c.group_key)
+                    .bind(c.created_ms)
+                    .bind(c.expires_ms)
+                    .bind(c.read_ms)
+                    .bind(c.updated_ms)
+                    .bind(c.n.count)
+                    .bind(c.actors.as_str())
+                    .bind(c.n.actor_count)
+                    .bind(c.n.muted);
+            }
+            query.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
+    async fn rewrite_group_item(&mut self, item: &Planned) -> Result<(), sqlx::Error> {
+        let c = Columns::of(item);
         sqlx::query(AssertSqlSafe(sql::merge_into_group(SQL)))
-            .bind(merged.id.to_string())
-            .bind(merged.seq)
-            .bind(merged.kind.as_str())
-            .bind(group.data)
-            .bind(merged.count)
-            .bind(group.actors)
-            .bind(merged.actor_count)
-            .bind(group.updated_ms)
-            .bind(group.expires_ms)
+            .bind(c.id.as_str())
+            .bind(c.n.seq)
+            .bind(c.n.kind.as_str())
+            .bind(c.data)
+            .bind(c.n.count)
+            .bind(c.actors.as_str())
+            .bind(c.n.actor_count)
+            .bind(c.updated_ms)
+            .bind(c.expires_ms)
             .execute(self)
             .await?;
         Ok(())

@@ -2,6 +2,7 @@
 //! batches, while writes go on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 
@@ -17,8 +18,12 @@ async fn the_per_user_cap_holds_while_a_write_load_runs() {
         })
         .await,
     );
+    // Each round of writes waits for a retention pass since the previous round, so pruning and
+    // writing interleave however fast either side is.
+    let passes = Arc::new(AtomicUsize::new(0));
     let writer = {
         let app = Arc::clone(&app);
+        let passes = Arc::clone(&passes);
         tokio::spawn(async move {
             for round in 0..30 {
                 let batch: Vec<_> = (0..10)
@@ -28,22 +33,29 @@ async fn the_per_user_cap_holds_while_a_write_load_runs() {
                     .backend_post("/v1/notifications/batch", &json!({"notifications": batch}))
                     .await;
                 assert_eq!(status, 201, "writes keep succeeding: {body}");
+                let seen = passes.load(Ordering::SeqCst);
+                wait_until("a retention pass after this write", || async {
+                    (passes.load(Ordering::SeqCst) > seen).then_some(())
+                })
+                .await;
             }
         })
     };
-    let mut passes = 0;
     while !writer.is_finished() {
         belfry::retention::prune_once(app.state.store.as_ref(), &app.config)
             .await
             .unwrap();
-        passes += 1;
+        passes.fetch_add(1, Ordering::SeqCst);
         tokio::task::yield_now().await;
     }
     writer.await.unwrap();
     belfry::retention::prune_once(app.state.store.as_ref(), &app.config)
         .await
         .unwrap();
-    assert!(passes > 1, "retention ran during the writes");
+    assert!(
+        passes.load(Ordering::SeqCst) >= 30,
+        "retention ran between the writes"
+    );
     for user in ["alice", "bob"] {
         let (_, page) = app.get_as(user, "/v1/me/notifications?limit=100").await;
         let seqs: Vec<i64> = page["notifications"]

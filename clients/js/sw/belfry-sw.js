@@ -8,9 +8,13 @@
  *  - skips a push that an open, visible page already showed live: it asks every window client
  *    "have you seen notification <id>?" (the SDK's answerServiceWorker() replies) and waits at
  *    most 300 ms for a yes;
+ *  - shows a digest (several pushes the server held back and sent as one: {"digest": true,
+ *    "count": 5, "latest": {…a usual payload…}}) as "5 new notifications", with the latest one's
+ *    text as the body, tagged "belfry-digest" so a newer digest replaces it; a click opens "/";
  *  - on click, focuses an open window of the app (or opens one) at data.url or "/".
- * Customise the text by defining self.belfryRender = (payload) => ({ title, body, url }) before
- * importing this file.
+ * Customise the text by defining self.belfryRender = (payload) => ({ title, body, url }) (and,
+ * for digests, self.belfryRenderDigest = (digest) => ({ title, body, url })) before importing
+ * this file.
  */
 /* eslint-env serviceworker */
 
@@ -22,6 +26,14 @@ function defaultRender(payload) {
   const title = data.title || (actor ? `${actor}: ${payload.type}` : "New notification");
   const body = data.body || data.preview || data.post_title || payload.type;
   return { title, body, url: data.url || "/" };
+}
+
+function defaultRenderDigest(digest, render) {
+  const count = Number(digest.count) || 0;
+  const latest = digest.latest && digest.latest.v === 1 ? render(digest.latest) : null;
+  const title = count === 1 ? "1 new notification" : `${count} new notifications`;
+  const body = latest ? [latest.title, latest.body].filter(Boolean).join(" — ") : "";
+  return { title, body, url: "/" };
 }
 
 async function seenByAPage(id) {
@@ -57,12 +69,32 @@ self.addEventListener("push", (event) => {
       } catch {
         payload = null;
       }
-      if (!payload || payload.v !== 1 || !payload.id) return;
+      if (!payload || payload.v !== 1) return;
+      const render = typeof self.belfryRender === "function" ? self.belfryRender : defaultRender;
+      if (payload.digest === true) {
+        const latestId = payload.latest && payload.latest.id;
+        // A visible page that showed the newest of them live has shown the others too.
+        if (latestId && (await seenByAPage(latestId))) {
+          await tell({ type: "belfry:push", id: latestId, digest: true, shown: false });
+          return;
+        }
+        const { title, body, url } =
+          typeof self.belfryRenderDigest === "function"
+            ? self.belfryRenderDigest(payload)
+            : defaultRenderDigest(payload, render);
+        await self.registration.showNotification(title, {
+          body,
+          tag: "belfry-digest",
+          data: { id: latestId || null, url, digest: true },
+        });
+        await tell({ type: "belfry:push", id: latestId || null, digest: true, shown: true });
+        return;
+      }
+      if (!payload.id) return;
       if (await seenByAPage(payload.id)) {
         await tell({ type: "belfry:push", id: payload.id, shown: false });
         return;
       }
-      const render = typeof self.belfryRender === "function" ? self.belfryRender : defaultRender;
       const { title, body, url } = render(payload);
       await self.registration.showNotification(title, {
         body,

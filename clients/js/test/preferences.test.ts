@@ -130,6 +130,14 @@ describe("preferences over HTTP", () => {
     expect(server.user("alice").preferences).toBeNull();
   });
 
+  it("a 400 for an unknown field and a 422 for too many types come through as BelfryErrors", async () => {
+    const { server, client } = setup();
+    server.maxPreferenceTypes = 2;
+    await expect(client.setPreferences({ quiet: true } as Partial<Preferences>)).rejects.toMatchObject({ code: "bad_request", status: 400 });
+    const tooMany = { a: { in_app: false }, b: { in_app: false }, c: { in_app: false } };
+    await expect(client.setPreferences({ types: tooMany })).rejects.toMatchObject({ code: "validation", fields: { types: expect.any(String) } });
+  });
+
   it("a refused load is in the snapshot's error and rejects", async () => {
     const { server, client } = setup();
     server.preferencesDown = true;

@@ -2,7 +2,7 @@
 // change shows at once and is saved by the SDK; another tab of the same user follows through the
 // server's `preferences` frame. A muted notification is still stored (read, marked muted), so it
 // shows up in the bell's list after a reload, but it never arrives live and is never pushed.
-import type { PreferenceChannel, Preferences } from "belfry";
+import type { PreferenceChannel, Preferences, PreferencesPatch } from "belfry";
 import { usePreferences } from "belfry/react";
 import { useEffect, useId, useRef, useState } from "react";
 
@@ -39,6 +39,8 @@ function useMutedUntil(muteUntil: string | null): Date | null {
 export function NotificationSettings() {
   const { preferences, loading, saving, error, update, isMuted } = usePreferences();
   const [open, setOpen] = useState(false);
+  // Whether a change made here was saved: the SDK's promise says so (the store's `saving` may
+  // be true for too short a time for a render to see it).
   const [savedOnce, setSavedOnce] = useState(false);
   const buttonRef = useRef<HTMLButtonElement>(null);
   const panelId = useId();
@@ -46,9 +48,12 @@ export function NotificationSettings() {
   const mutedUntil = useMutedUntil(preferences?.mute_until ?? null);
   const mutedNow = isMuted();
 
-  useEffect(() => {
-    if (saving) setSavedOnce(true);
-  }, [saving]);
+  const change = (patch: PreferencesPatch) => {
+    update(patch).then(
+      () => setSavedOnce(true),
+      () => undefined, // shown through `error`
+    );
+  };
 
   useEffect(() => {
     if (!open) return;
@@ -100,7 +105,7 @@ export function NotificationSettings() {
                   type="checkbox"
                   data-testid="pref-muted"
                   checked={preferences.muted}
-                  onChange={(e) => void update({ muted: e.target.checked })}
+                  onChange={(e) => change({ muted: e.target.checked })}
                 />
                 Mute all notifications
               </label>
@@ -110,12 +115,12 @@ export function NotificationSettings() {
                     <span data-testid="pref-mute-until">
                       Muted until {mutedUntil.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}
                     </span>
-                    <button type="button" className="link" data-testid="pref-unmute" onClick={() => void update({ muted: false, mute_until: null })}>
+                    <button type="button" className="link" data-testid="pref-unmute" onClick={() => change({ muted: false, mute_until: null })}>
                       Unmute
                     </button>
                   </>
                 ) : (
-                  <button type="button" data-testid="pref-mute-hour" onClick={() => void update({ mute_until: new Date(Date.now() + HOUR_MS) })}>
+                  <button type="button" data-testid="pref-mute-hour" onClick={() => change({ mute_until: new Date(Date.now() + HOUR_MS) })}>
                     Mute for 1 hour
                   </button>
                 )}
@@ -143,7 +148,7 @@ export function NotificationSettings() {
                             data-testid={`pref-${t.type}-${c.channel}`}
                             aria-label={`${t.label}: ${c.label}`}
                             checked={delivered(preferences, t.type, c.channel)}
-                            onChange={(e) => void update({ types: { [t.type]: { [c.channel]: e.target.checked } } })}
+                            onChange={(e) => change({ types: { [t.type]: { [c.channel]: e.target.checked } } })}
                           />
                         </td>
                       ))}

@@ -11,8 +11,9 @@
 //
 // Invariants:
 // - `resumeSeq` is the highest seq this page has received in order (the first page's `last_seq`,
-//   then every notification and updated frame). It is the `since` of the next connection, so a reconnect
-//   neither misses nor repeats a notification; the store drops any duplicate by id and seq.
+//   then every notification and updated frame). It is the `since` of the next connection, so a
+//   reconnect neither misses nor repeats a notification; the store drops any duplicate by id and
+//   seq, and any copy of a grouped item older than the one it holds.
 // - Read-state commands go through the outbox, in order, and leave it only when the server
 //   confirmed them; they are applied to the store optimistically when issued.
 // - Rooms (rooms.ts) are joined again after every `hello`; their frames only travel over the

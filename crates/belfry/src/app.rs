@@ -14,9 +14,10 @@ use crate::config::{BrokerKind, Config};
 use crate::demo::Blog;
 use crate::hub::Hub;
 use crate::notifier::Notifier;
+use crate::preferences::PreferenceCache;
 use crate::push::{PushError, Pusher};
 use crate::ratelimit::RateLimits;
-use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError, WritePolicy};
 use crate::telemetry::Metrics;
 
 /// How long shutdown waits for live sessions to finish their last writes.
@@ -117,10 +118,17 @@ impl App {
             shutdown.child_token(),
         )?
         .map(Arc::new);
+        let preferences = PreferenceCache::new(
+            Arc::clone(&store),
+            Duration::from_secs(config.preferences.cache_secs),
+            config.preferences.cache_capacity,
+        );
         let notifier = Arc::new(Notifier::new(
             Arc::clone(&store),
             Arc::clone(&broker),
             pusher.clone(),
+            preferences,
+            config.preferences.muted,
             Arc::clone(&metrics),
         ));
         crate::ingest::start(
@@ -272,11 +280,15 @@ async fn open_broker(
 /// Opens (creating and migrating) the store `config.database_url` names.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
     let url = &config.database_url;
-    let window = Duration::from_secs(config.limits.idempotency_window_secs);
+    let policy = WritePolicy {
+        idempotency_window: Duration::from_secs(config.limits.idempotency_window_secs),
+        group_window: Duration::from_secs(config.grouping.window_secs),
+        max_actors: config.grouping.max_actors,
+    };
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::open(url, &config.store, window).await?)
+        Arc::new(SqliteStore::open(url, &config.store, policy).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Arc::new(PostgresStore::open(url, &config.store, window).await?)
+        Arc::new(PostgresStore::open(url, &config.store, policy).await?)
     } else {
         return Err(AppError::UnsupportedDatabase(url.clone()));
     };

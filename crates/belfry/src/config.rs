@@ -67,6 +67,10 @@ pub struct Config {
     pub push: crate::push::PushConfig,
     /// What the store keeps, and for how long.
     pub retention: RetentionConfig,
+    /// Collapsing bursts of related events into one inbox item.
+    pub grouping: GroupingConfig,
+    /// Per-user preferences (mute, channels).
+    pub preferences: PreferencesConfig,
     /// Store tuning.
     pub store: StoreConfig,
     /// Logging.
@@ -88,6 +92,8 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             push: crate::push::PushConfig::default(),
             retention: RetentionConfig::default(),
+            grouping: GroupingConfig::default(),
+            preferences: PreferencesConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
         }
@@ -466,6 +472,52 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Grouping: notifications with the same `group_key` for the same user collapse into one item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupingConfig {
+    /// An event joins its group's newest item while that item is unread and its first event is
+    /// less than this many seconds old; 0 turns grouping off. Default 3600.
+    pub window_secs: u64,
+    /// Most distinct actors a grouped item lists, most recent first (1–1000). `actor_count`
+    /// stays exact while a group has at most this many distinct actors. Default 10.
+    pub max_actors: usize,
+}
+
+impl Default for GroupingConfig {
+    fn default() -> Self {
+        Self {
+            window_secs: 3600,
+            max_actors: 10,
+        }
+    }
+}
+
+/// Per-user preferences.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreferencesConfig {
+    /// What happens to a notification its recipient muted: `store` (kept for history, already
+    /// read, never delivered live or pushed) or `drop` (not stored). Default `store`.
+    pub muted: crate::model::MutedAction,
+    /// How long a node keeps a user's preferences in memory, in seconds; a change made on
+    /// another node is seen after at most this long. 0 reads the store on every notify.
+    /// Default 5.
+    pub cache_secs: u64,
+    /// Most users whose preferences a node keeps in memory. Default 100000.
+    pub cache_capacity: u64,
+}
+
+impl Default for PreferencesConfig {
+    fn default() -> Self {
+        Self {
+            muted: crate::model::MutedAction::Store,
+            cache_secs: 5,
+            cache_capacity: 100_000,
+        }
+    }
+}
+
 /// Store tuning.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -560,6 +612,11 @@ impl Config {
         if self.ws.outbox_frames == 0 {
             return Err(ConfigError::Unusable(
                 "ws.outbox_frames must be at least 1".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.grouping.max_actors) {
+            return Err(ConfigError::Unusable(
+                "grouping.max_actors must be between 1 and 1000".into(),
             ));
         }
         if !matches!(self.store.sqlite_synchronous.as_str(), "full" | "normal") {

@@ -124,11 +124,14 @@ impl Blog {
         posts.iter_mut().find(|p| p.id == id).map(f)
     }
 
-    /// What an app backend does: one HTTP call to Belfry.
+    /// What an app backend does: one HTTP call to Belfry. Events of one `group` (the likes of
+    /// a post) collapse into one inbox item that lists its actors.
     async fn notify(
         &self,
         recipient: &str,
         kind: &str,
+        group: &str,
+        actor: &str,
         data: serde_json::Value,
     ) -> Result<(), ApiError> {
         let key = self.api_key.as_deref().unwrap_or_default();
@@ -136,7 +139,10 @@ impl Blog {
             .client
             .post(format!("{}/v1/notifications", self.api_base))
             .bearer_auth(key)
-            .json(&json!({"recipients": [recipient], "type": kind, "data": data}))
+            .json(&json!({
+                "recipients": [recipient], "type": kind, "data": data,
+                "group_key": group, "actor": actor,
+            }))
             .send()
             .await
             .map_err(|e| {
@@ -280,7 +286,15 @@ async fn like(
             "post_id": post.id, "post_title": post.title,
             "actor_id": actor, "actor_name": display_name(&actor),
         });
-        blog.notify(post.author_id, "post.liked", data).await?;
+        let group = format!("post:{}:likes", post.id);
+        blog.notify(
+            post.author_id,
+            "post.liked",
+            &group,
+            display_name(&actor),
+            data,
+        )
+        .await?;
     }
     Ok(axum::Json(post))
 }
@@ -322,7 +336,15 @@ async fn comment(
             "post_id": post.id, "post_title": post.title,
             "actor_id": actor, "actor_name": display_name(&actor), "preview": preview,
         });
-        blog.notify(post.author_id, "comment.created", data).await?;
+        let group = format!("post:{}:comments", post.id);
+        blog.notify(
+            post.author_id,
+            "comment.created",
+            &group,
+            display_name(&actor),
+            data,
+        )
+        .await?;
     }
     Ok((StatusCode::CREATED, axum::Json(post)))
 }

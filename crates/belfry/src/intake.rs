@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::config::LimitsConfig;
-use crate::model::{Key, NewNotification, NotificationType, UserId, now};
+use crate::model::{Actor, Key, NewNotification, NotificationType, UserId, now};
 
 /// One notification to one or many users.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -30,6 +30,10 @@ pub struct NotifyRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f]+$")]
     pub group_key: Option<String>,
+    /// Who caused it ("Alice"), 1–128 characters: a grouped item lists its distinct actors.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1f\\x7f]+$")]
+    pub actor: Option<String>,
     /// Optional idempotency key: a repeat within the window creates nothing.
     #[serde(default)]
     #[schema(min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f]+$")]
@@ -106,6 +110,13 @@ pub fn validate(
         .map_err(|e| field(fields, prefix, "group_key", e))
         .ok()
         .flatten();
+    let actor = request
+        .actor
+        .map(Actor::parse)
+        .transpose()
+        .map_err(|e| field(fields, prefix, "actor", e))
+        .ok()
+        .flatten();
     let idempotency_key = request
         .idempotency_key
         .map(Key::parse)
@@ -126,7 +137,10 @@ pub fn validate(
         kind: kind?,
         data,
         group_key,
+        actor,
         idempotency_key,
         expires_at: request.expires_at,
+        muted: Default::default(),
+        muted_action: Default::default(),
     })
 }

@@ -11,7 +11,8 @@
 //! | [`store`] | durable notifications, per-user seq, read state, idempotency |
 //! | [`intake`] | the notify request and its validation, shared by HTTP and ingestion |
 //! | [`ingest`] | consuming notify requests from Redis Streams, NATS JetStream and Kafka (feature `kafka`) |
-//! | [`notifier`] | store-then-publish for notifications and state changes |
+//! | [`preferences`] | per-user mute and channel choices, and the cache in front of the store |
+//! | [`notifier`] | preferences, store-then-publish for notifications and state changes |
 //! | [`broker`] | fan-out between nodes (in-process by default) |
 //! | [`hub`] | this node's user → connections registry, bounded outboxes |
 //! | [`transport`] | session loops: ordered, gap-free feeds over WS/SSE/poll |
@@ -38,6 +39,7 @@ pub mod ingest;
 pub mod intake;
 pub mod model;
 pub mod notifier;
+pub mod preferences;
 pub mod protocol;
 pub mod push;
 pub mod ratelimit;

@@ -3,6 +3,7 @@
 //! Values here are parsed once at the edge (`parse` returns a typed [`ParseError`]) and are valid
 //! by construction afterwards: the core never handles a raw, unchecked `String` id.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -152,6 +153,34 @@ impl Key {
     }
 }
 
+/// Who caused an event ("Alice"), as the app names them: 1–128 characters, no control
+/// characters. Grouped items list their distinct actors.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Actor(String);
+
+impl Actor {
+    /// Longest accepted actor, in characters.
+    pub const MAX_LEN: usize = 128;
+
+    /// Parses an actor.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ParseError> {
+        let value = value.into();
+        check_len(&value, Self::MAX_LEN)?;
+        if value.chars().any(char::is_control) {
+            return Err(ParseError::BadCharacter(
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    /// The actor as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A per-user sequence number. The first notification of a user has seq 1.
 pub type Seq = i64;
 
@@ -207,9 +236,21 @@ pub struct Notification {
     /// Optional grouping key.
     #[schema(value_type = Option<String>)]
     pub group_key: Option<Key>,
-    /// When it was stored.
+    /// When it was stored (its first event, for a grouped item).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When the last event was merged into this item; null when never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Events merged into this item (1 when ungrouped).
+    pub count: i64,
+    /// Distinct actors, most recent first (at most `grouping.max_actors` listed).
+    #[schema(value_type = Vec<String>)]
+    pub actors: Vec<String>,
+    /// Distinct actors merged so far (at least `actors.len()`).
+    pub actor_count: i64,
+    /// Stored while the user's preferences muted it: already read, never sent live or pushed.
+    pub muted: bool,
     /// When the user first saw it (opened the bell).
     #[serde(with = "time::serde::rfc3339::option")]
     pub seen_at: Option<OffsetDateTime>,
@@ -235,10 +276,28 @@ pub struct NewNotification {
     pub data: serde_json::Value,
     /// Optional grouping key.
     pub group_key: Option<Key>,
+    /// Who caused it, for grouped items.
+    pub actor: Option<Actor>,
     /// Optional idempotency key.
     pub idempotency_key: Option<Key>,
     /// Optional expiry.
     pub expires_at: Option<OffsetDateTime>,
+    /// Recipients whose preferences mute it, decided before storing (see `preferences`).
+    /// Empty from intake; the notifier fills it.
+    pub muted: HashSet<UserId>,
+    /// What the store does with a muted recipient's copy.
+    pub muted_action: MutedAction,
+}
+
+/// What happens to a notification a recipient muted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MutedAction {
+    /// Stored for history, already read, flagged `muted`; never sent live or pushed.
+    #[default]
+    Store,
+    /// Not stored at all.
+    Drop,
 }
 
 impl NewNotification {
@@ -250,6 +309,7 @@ impl NewNotification {
             "t": self.kind,
             "d": self.data,
             "g": self.group_key,
+            "a": self.actor,
             "e": self.expires_at.map(|t| t.unix_timestamp_nanos() / 1_000_000),
         });
         body.to_string()
@@ -266,6 +326,9 @@ pub struct NotificationRef {
     pub user_id: String,
     /// Its per-user sequence number.
     pub seq: Seq,
+    /// True when the recipient's preferences muted it (stored read, not delivered live).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
 }
 
 /// A change of read state requested by a user.
@@ -342,8 +405,11 @@ mod tests {
             kind: NotificationType::parse("t").unwrap(),
             data,
             group_key: None,
+            actor: None,
             idempotency_key: None,
             expires_at: None,
+            muted: HashSet::new(),
+            muted_action: MutedAction::Store,
         };
         let a = mk(serde_json::json!({"a": 1}));
         let b = mk(serde_json::json!({"a": 2}));

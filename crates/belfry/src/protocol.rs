@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Notification, Seq, StateChange};
+use crate::preferences::Preferences;
 
 /// The protocol version this server speaks.
 pub const VERSION: u32 = 1;
@@ -297,6 +298,20 @@ pub enum ServerFrame<'a> {
         /// The notification.
         notification: &'a Notification,
     },
+    /// A grouped item changed: another event joined it (or a feed catching up sends an item
+    /// that holds several events). Replaces the item with the same id; never changes the
+    /// unread count.
+    Updated {
+        /// The item's new sequence number (also inside the object).
+        seq: Seq,
+        /// The whole item.
+        notification: &'a Notification,
+    },
+    /// The user's preferences changed (from any tab, device or the backend).
+    Preferences {
+        /// The preferences now.
+        preferences: &'a Preferences,
+    },
     /// Read state changed.
     State {
         /// What changed.
@@ -370,12 +385,30 @@ pub enum ServerFrame<'a> {
     },
 }
 
-impl ServerFrame<'_> {
+impl<'a> ServerFrame<'a> {
+    /// The frame that delivers a stored item: `notification` for a single event, `updated`
+    /// for an item that holds several (the client may have an older version of it).
+    pub fn delivering(notification: &'a Notification) -> Self {
+        if notification.count > 1 {
+            ServerFrame::Updated {
+                seq: notification.seq,
+                notification,
+            }
+        } else {
+            ServerFrame::Notification {
+                seq: notification.seq,
+                notification,
+            }
+        }
+    }
+
     /// The frame's `type`, used as the SSE event name.
     pub fn kind(&self) -> &'static str {
         match self {
             ServerFrame::Hello { .. } => "hello",
             ServerFrame::Notification { .. } => "notification",
+            ServerFrame::Updated { .. } => "updated",
+            ServerFrame::Preferences { .. } => "preferences",
             ServerFrame::State { .. } => "state",
             ServerFrame::Joined { .. } => "joined",
             ServerFrame::Presence { .. } => "presence",
@@ -389,7 +422,7 @@ impl ServerFrame<'_> {
     /// Encodes the frame once, for any number of connections.
     pub fn encode(&self) -> Event {
         let seq = match self {
-            ServerFrame::Notification { seq, .. } => Some(*seq),
+            ServerFrame::Notification { seq, .. } | ServerFrame::Updated { seq, .. } => Some(*seq),
             _ => None,
         };
         // Serialising these plain structs cannot fail: no maps with non-string keys, no
@@ -407,7 +440,7 @@ impl ServerFrame<'_> {
 /// An encoded server frame, shared (`Arc`) between all the connections it is sent to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// The notification's sequence number, for `notification` frames.
+    /// The item's sequence number, for `notification` and `updated` frames.
     pub seq: Option<Seq>,
     /// The frame type (SSE event name).
     pub kind: &'static str,

@@ -9,6 +9,7 @@ mod inbox;
 mod live;
 mod openapi;
 mod ops;
+mod preferences;
 mod push;
 
 use axum::Router;
@@ -40,6 +41,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/notifications/archive", post(inbox::archive))
         .route("/v1/me/notifications/read-all", post(inbox::read_all))
         .route("/v1/me/notifications/{id}", delete(inbox::delete))
+        .route(
+            "/v1/me/preferences",
+            get(preferences::mine).put(preferences::replace_mine),
+        )
+        .route(
+            "/v1/users/{user_id}/preferences",
+            get(preferences::of_user).put(preferences::replace_of_user),
+        )
         .route("/v1/push/vapid-public-key", get(push::vapid_public_key))
         .route(
             "/v1/me/push-subscriptions",

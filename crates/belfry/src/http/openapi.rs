@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, inbox, live, ops, push};
+use super::{api, inbox, live, ops, preferences, push};
 
 struct Security;
 
@@ -41,6 +41,8 @@ impl Modify for Security {
         api::notify, api::batch, api::room_message,
         inbox::list, inbox::unread_count, inbox::read, inbox::unread, inbox::seen,
         inbox::archive, inbox::read_all, inbox::delete,
+        preferences::mine, preferences::replace_mine,
+        preferences::of_user, preferences::replace_of_user,
         push::vapid_public_key, push::subscribe, push::unsubscribe,
         live::ws, live::sse, live::poll,
         ops::healthz, ops::readyz, ops::metrics,

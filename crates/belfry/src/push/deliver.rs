@@ -1,22 +1,26 @@
 //! The delivery workers: decide, encrypt, send, retry, prune.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
 use web_push_native::WebPushBuilder;
 use web_push_native::jwt_simple::algorithms::{
     ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair,
 };
 use web_push_native::jwt_simple::claims::Claims;
 
-use super::{PushConfig, PushPolicy, PushSubscription, payload};
+use super::{DIGEST_TOPIC, PushConfig, PushPolicy, PushSubscription, digest_payload, payload};
 use crate::broker::Broker;
 use crate::hub::Hub;
-use crate::model::Notification;
+use crate::model::{Notification, NotificationId, UserId};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -44,6 +48,47 @@ pub(super) struct Worker {
     pub client: reqwest::Client,
 }
 
+/// What one delivery sends.
+pub(super) enum Job {
+    /// One notification.
+    One(Notification),
+    /// Several of a user's notifications held during a digest window: how many distinct items,
+    /// and the newest.
+    Digest {
+        /// Distinct items held.
+        count: usize,
+        /// The newest of them.
+        latest: Notification,
+    },
+}
+
+impl Job {
+    fn latest(&self) -> &Notification {
+        match self {
+            Job::One(n) | Job::Digest { latest: n, .. } => n,
+        }
+    }
+}
+
+/// A user's pushes held while their digest window is open.
+struct Held {
+    items: HashSet<NotificationId>,
+    latest: Notification,
+}
+
+impl Held {
+    fn into_job(self) -> Job {
+        if self.items.len() <= 1 {
+            Job::One(self.latest)
+        } else {
+            Job::Digest {
+                count: self.items.len(),
+                latest: self.latest,
+            }
+        }
+    }
+}
+
 pub(super) async fn run(
     worker: Worker,
     mut jobs: mpsc::Receiver<Notification>,
@@ -51,13 +96,36 @@ pub(super) async fn run(
 ) {
     let worker = Arc::new(worker);
     let slots = Arc::new(Semaphore::new(worker.config.concurrency.max(1)));
+    let window = Duration::from_secs(worker.config.digest_window_secs);
+    let mut held: HashMap<UserId, Held> = HashMap::new();
+    let mut due: DelayQueue<UserId> = DelayQueue::new();
     loop {
-        let notification = tokio::select! {
+        let job = tokio::select! {
             () = shutdown.cancelled() => return,
             job = jobs.recv() => match job {
-                Some(n) => n,
                 None => return,
+                Some(n) if window.is_zero() => Job::One(n),
+                Some(n) => {
+                    match held.entry(n.user_id.clone()) {
+                        Entry::Occupied(mut open) => {
+                            let open = open.get_mut();
+                            open.items.insert(n.id);
+                            open.latest = n;
+                        }
+                        Entry::Vacant(first) => {
+                            due.insert(n.user_id.clone(), window);
+                            first.insert(Held { items: HashSet::from([n.id]), latest: n });
+                        }
+                    }
+                    continue;
+                }
             },
+            Some(expired) = due.next(), if !due.is_empty() => {
+                match held.remove(expired.get_ref()) {
+                    Some(open) => open.into_job(),
+                    None => continue,
+                }
+            }
         };
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
@@ -65,7 +133,7 @@ pub(super) async fn run(
         let worker = Arc::clone(&worker);
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            worker.push(&notification, &stop).await;
+            worker.push(&job, &stop).await;
             drop(permit);
         });
     }
@@ -140,7 +208,8 @@ impl Worker {
         }
     }
 
-    async fn push(&self, notification: &Notification, shutdown: &CancellationToken) {
+    async fn push(&self, job: &Job, shutdown: &CancellationToken) {
+        let notification = job.latest();
         if !self.wanted(notification).await {
             return;
         }
@@ -152,10 +221,16 @@ impl Worker {
                 return;
             }
         };
-        let body = payload(notification);
+        let (body, topic) = match job {
+            Job::One(n) => (payload(n), n.group_key.as_ref().map(|g| topic(g.as_str()))),
+            Job::Digest { count, latest } => (
+                digest_payload(*count, latest),
+                Some(DIGEST_TOPIC.to_owned()),
+            ),
+        };
         for subscription in subscriptions {
             let outcome = self
-                .send(&subscription, notification, &body, shutdown)
+                .send(&subscription, topic.as_deref(), &body, shutdown)
                 .await;
             match outcome {
                 Outcome::Delivered => self.metrics.push_sent.inc(),
@@ -168,7 +243,7 @@ impl Worker {
     fn request(
         &self,
         subscription: &PushSubscription,
-        notification: &Notification,
+        topic: Option<&str>,
         body: &[u8],
     ) -> Option<reqwest::RequestBuilder> {
         let endpoint = subscription.endpoint.parse().ok()?;
@@ -193,8 +268,8 @@ impl Worker {
             .headers(parts.headers)
             .header("Urgency", self.config.urgency.as_str())
             .header(reqwest::header::AUTHORIZATION, vapid);
-        if let Some(group) = &notification.group_key {
-            builder = builder.header("Topic", topic(group.as_str()));
+        if let Some(topic) = topic {
+            builder = builder.header("Topic", topic);
         }
         Some(builder.body(body))
     }
@@ -203,13 +278,13 @@ impl Worker {
     pub(super) async fn send(
         &self,
         subscription: &PushSubscription,
-        notification: &Notification,
+        topic: Option<&str>,
         body: &[u8],
         shutdown: &CancellationToken,
     ) -> Outcome {
         let mut delay = Duration::from_millis(500);
         for attempt in 1..=self.config.max_attempts.max(1) {
-            let Some(request) = self.request(subscription, notification, body) else {
+            let Some(request) = self.request(subscription, topic, body) else {
                 tracing::warn!("push: unusable subscription; removing it");
                 let _ = self
                     .store

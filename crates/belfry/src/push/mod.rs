@@ -64,6 +64,10 @@ pub struct PushConfig {
     pub max_attempts: u32,
     /// Pushes queued before new ones are dropped (and counted). Default 10000.
     pub queue: usize,
+    /// When above 0, a user's pushes are batched: the first opens a window of this many
+    /// seconds, and what arrives within it goes out as one push at its end (a digest when
+    /// there were several items). Default 0 (off).
+    pub digest_window_secs: u64,
 }
 
 impl Default for PushConfig {
@@ -78,6 +82,7 @@ impl Default for PushConfig {
             concurrency: 8,
             max_attempts: 5,
             queue: 10_000,
+            digest_window_secs: 0,
         }
     }
 }
@@ -207,9 +212,30 @@ impl Pusher {
     }
 }
 
+/// The `Topic` of digest pushes: a newer digest replaces an undelivered older one.
+pub const DIGEST_TOPIC: &str = "belfry-digest";
+
 /// The JSON a service worker receives (docs/push.md, version 1). Over 3 KiB of `data` is
 /// left out (`data_truncated: true`): push services cap payloads near 4 KiB.
 pub fn payload(notification: &Notification) -> Vec<u8> {
+    payload_json(notification).to_string().into_bytes()
+}
+
+/// A digest push (docs/push.md): how many items a digest window held, and the newest one as
+/// its usual payload.
+pub fn digest_payload(count: usize, latest: &Notification) -> Vec<u8> {
+    serde_json::json!({
+        "v": 1,
+        "digest": true,
+        "user_id": latest.user_id,
+        "count": count,
+        "latest": payload_json(latest),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn payload_json(notification: &Notification) -> serde_json::Value {
     const MAX_DATA: usize = 3 * 1024;
     let data = notification.data.to_string();
     let (data, truncated) = if data.len() > MAX_DATA {
@@ -217,20 +243,26 @@ pub fn payload(notification: &Notification) -> Vec<u8> {
     } else {
         (notification.data.clone(), false)
     };
-    let body = serde_json::json!({
+    serde_json::json!({
         "v": 1,
         "id": notification.id,
         "seq": notification.seq,
         "user_id": notification.user_id,
         "type": notification.kind,
         "group_key": notification.group_key,
-        "created_at": notification.created_at
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        "count": notification.count,
+        "actors": notification.actors,
+        "actor_count": notification.actor_count,
+        "created_at": rfc3339(notification.created_at),
+        "updated_at": notification.updated_at.map(rfc3339),
         "data": data,
         "data_truncated": truncated,
-    });
-    body.to_string().into_bytes()
+    })
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -14,9 +14,11 @@ use sqlx::{Database, Pool};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::rows::{NewRow, encode_response, replay, to_ms};
-use super::{Inserted, StoreError};
-use crate::model::{Key, NewNotification, NotificationId, Seq, now};
+use super::rows::{NewRow, NotificationRow, duration_ms, encode_response, replay, to_ms};
+use super::{Inserted, StoreError, WritePolicy};
+use crate::model::{
+    Key, MutedAction, NewNotification, Notification, NotificationId, Seq, UserId, now,
+};
 
 /// One caller's result: what it stored or replayed, or an error that undid only its batch.
 pub(super) type Outcome = Result<Vec<Inserted>, StoreError>;
@@ -45,6 +47,20 @@ pub(super) trait GroupWrites: Send {
 
     /// Gives `row.user` its next seq and stores the row under it, in this transaction.
     async fn insert_row(&mut self, row: &NewRow<'_>) -> Result<Seq, sqlx::Error>;
+
+    /// The newest item of `user`'s group `key`, if any.
+    async fn group_head(
+        &mut self,
+        user: &UserId,
+        key: &Key,
+    ) -> Result<Option<NotificationRow>, sqlx::Error>;
+
+    /// Gives `user` its next seq.
+    async fn next_seq(&mut self, user: &UserId) -> Result<Seq, sqlx::Error>;
+
+    /// Rewrites a group's item (found by id) as `merged`: its new seq, type, data, count,
+    /// actors, update time and expiry.
+    async fn rewrite_group_item(&mut self, merged: &Notification) -> Result<(), sqlx::Error>;
 
     /// Records `key`'s first result, replacing an expired use of the key.
     async fn record_key(
@@ -170,7 +186,7 @@ fn job_rows(job: &Job) -> usize {
 pub(super) async fn commit_group<DB>(
     pool: &Pool<DB>,
     batches: &[Vec<NewNotification>],
-    idempotency_window_ms: i64,
+    policy: WritePolicy,
 ) -> Result<Vec<Outcome>, sqlx::Error>
 where
     DB: Database,
@@ -181,7 +197,7 @@ where
     let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match insert_batch(&mut *savepoint, batch, idempotency_window_ms).await? {
+        match insert_batch(&mut *savepoint, batch, policy).await? {
             Ok(inserted) => {
                 savepoint.commit().await?;
                 outcomes.push(Ok(inserted));
@@ -201,7 +217,7 @@ where
 async fn insert_batch<W: GroupWrites + ?Sized>(
     conn: &mut W,
     batch: &[NewNotification],
-    idempotency_window_ms: i64,
+    policy: WritePolicy,
 ) -> Result<Outcome, sqlx::Error> {
     let created_at = now();
     let created_ms = to_ms(created_at);
@@ -212,7 +228,7 @@ async fn insert_batch<W: GroupWrites + ?Sized>(
             .as_ref()
             .map(|key| (key, request.fingerprint()));
         if let Some((key, fingerprint)) = &key {
-            let since = created_ms.saturating_sub(idempotency_window_ms);
+            let since = created_ms.saturating_sub(duration_ms(policy.idempotency_window));
             if let Some((seen, response)) = conn.find_key(key, since).await? {
                 match replay(key, fingerprint, &seen, &response) {
                     Ok(replayed) => {
@@ -226,13 +242,22 @@ async fn insert_batch<W: GroupWrites + ?Sized>(
         let data = request.data.to_string();
         let mut stored = Vec::with_capacity(request.recipients.len());
         for user in &request.recipients {
+            let muted = request.muted.contains(user);
+            if muted && request.muted_action == MutedAction::Drop {
+                continue;
+            }
             let row = NewRow {
                 id: NotificationId::new(),
                 user,
                 request,
                 data: &data,
                 created_at,
+                muted,
             };
+            if let Some(merged) = join_group(conn, &row, policy).await? {
+                stored.push(merged);
+                continue;
+            }
             let seq = conn.insert_row(&row).await?;
             stored.push(row.stored(seq));
         }
@@ -245,4 +270,40 @@ async fn insert_batch<W: GroupWrites + ?Sized>(
         out.push(inserted);
     }
     Ok(Ok(out))
+}
+
+/// Merges `row` into its group's newest item when it joins it (see [`NewRow::joins`]), giving
+/// the item the user's next seq; returns the merged item, or `None` to store `row` as new.
+async fn join_group<W: GroupWrites + ?Sized>(
+    conn: &mut W,
+    row: &NewRow<'_>,
+    policy: WritePolicy,
+) -> Result<Option<Notification>, sqlx::Error> {
+    let window_ms = duration_ms(policy.group_window);
+    let Some(key) = row
+        .request
+        .group_key
+        .as_ref()
+        .filter(|_| window_ms > 0 && !row.muted)
+    else {
+        return Ok(None);
+    };
+    let Some(head) = conn.group_head(row.user, key).await? else {
+        return Ok(None);
+    };
+    let head = match Notification::try_from(head) {
+        Ok(head) => head,
+        Err(e) => {
+            // A row we cannot read is left alone; the event becomes an item of its own.
+            tracing::warn!(error = %e, "group item unreadable; storing the event as a new item");
+            return Ok(None);
+        }
+    };
+    if !row.joins(&head, window_ms) {
+        return Ok(None);
+    }
+    let seq = conn.next_seq(row.user).await?;
+    let merged = row.merged_into(head, seq, policy.max_actors);
+    conn.rewrite_group_item(&merged).await?;
+    Ok(Some(merged))
 }

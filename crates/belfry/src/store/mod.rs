@@ -16,6 +16,7 @@ mod sql;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -23,6 +24,8 @@ use crate::model::{
     NewNotification, Notification, NotificationId, NotificationRef, PushSubscription, Seq,
     StateChange, UserId,
 };
+
+use crate::preferences::Preferences;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -72,6 +75,7 @@ impl Inserted {
                     id: n.id.to_string(),
                     user_id: n.user_id.to_string(),
                     seq: n.seq,
+                    muted: n.muted,
                 })
                 .collect(),
             Inserted::Replayed(refs) => refs.clone(),
@@ -92,6 +96,18 @@ pub struct ListQuery {
     pub kind: Option<String>,
     /// Archived ones instead of the others.
     pub archived: bool,
+}
+
+/// The rules writers apply while storing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WritePolicy {
+    /// A repeated idempotency key within this window replays the first result.
+    pub idempotency_window: Duration,
+    /// An event joins its group's newest item while that item's first event is younger than
+    /// this (and the item is unread); zero turns grouping off.
+    pub group_window: Duration,
+    /// Most distinct actors a grouped item lists.
+    pub max_actors: usize,
 }
 
 /// What the store keeps.
@@ -129,7 +145,8 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<Notification>, StoreError>;
 
     /// A user's notifications with `after < seq` (and `seq < before` when given), oldest first,
-    /// at most `limit`. Expired ones are skipped. This is what resume reads.
+    /// at most `limit`. Expired and muted ones are skipped: this is what live feeds and resume
+    /// read.
     async fn after(
         &self,
         user: &UserId,
@@ -167,6 +184,17 @@ pub trait Store: Send + Sync + 'static {
         user: Option<&UserId>,
         endpoint: &str,
     ) -> Result<bool, StoreError>;
+
+    /// The stored preferences of those of `users` who have any.
+    async fn preferences(&self, users: &[UserId])
+    -> Result<Vec<(UserId, Preferences)>, StoreError>;
+
+    /// Replaces `user`'s preferences.
+    async fn set_preferences(
+        &self,
+        user: &UserId,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError>;
 
     /// A user's push subscriptions.
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>, StoreError>;

@@ -24,14 +24,18 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::group_commit::{GroupCommit, GroupWrites, commit_group};
-use super::rows::{NewRow, NotificationRow, decode_all, duration_ms, to_ms};
+use super::rows::{
+    GroupColumns, NewRow, NotificationRow, decode_all, decode_preferences, encode_preferences,
+    to_ms,
+};
 use super::sql::{self, Dialect};
-use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError};
+use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError, WritePolicy};
 use crate::config::StoreConfig;
 use crate::model::{
     Key, NewNotification, Notification, NotificationId, PushSubscription, Seq, StateChange,
     SubscriptionKeys, UserId, now,
 };
+use crate::preferences::Preferences;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -66,7 +70,7 @@ impl PostgresStore {
     pub async fn open(
         url: &str,
         config: &StoreConfig,
-        idempotency_window: Duration,
+        policy: WritePolicy,
     ) -> Result<Self, StoreError> {
         let mut options = PgConnectOptions::from_str(url)?;
         let timeout_given = options
@@ -84,14 +88,13 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let window_ms = duration_ms(idempotency_window);
         let group_pool = pool.clone();
         let writer = GroupCommit::start(
             WRITERS as usize,
             config.group_commit_max_rows,
             move |batches| {
                 let pool = group_pool.clone();
-                async move { retry_lock_conflicts(|| commit_group(&pool, &batches, window_ms)).await }
+                async move { retry_lock_conflicts(|| commit_group(&pool, &batches, policy)).await }
             },
         );
         Ok(Self { pool, writer })
@@ -176,8 +179,8 @@ impl GroupWrites for PgConnection {
                ON CONFLICT (user_id) DO UPDATE SET last_seq = user_seqs.last_seq + 1 \
                RETURNING last_seq) \
              INSERT INTO notifications (id, user_id, seq, type, data, group_key, created_at, \
-               expires_at) \
-             SELECT $1::uuid, $2, last_seq, $3, $4::json, $5, $6, $7 FROM next \
+               expires_at, read_at, actors, actor_count, muted) \
+             SELECT $1::uuid, $2, last_seq, $3, $4::json, $5, $6, $7, $8, $9, $10, $11 FROM next \
              RETURNING seq",
         )
         .bind(row.id.to_string())
@@ -187,8 +190,48 @@ impl GroupWrites for PgConnection {
         .bind(row.group_key())
         .bind(row.created_ms())
         .bind(row.expires_ms())
+        .bind(row.read_ms())
+        .bind(row.actors_json())
+        .bind(row.actor_count())
+        .bind(row.muted)
         .fetch_one(self)
         .await
+    }
+
+    async fn group_head(
+        &mut self,
+        user: &UserId,
+        key: &Key,
+    ) -> Result<Option<NotificationRow>, sqlx::Error> {
+        sqlx::query_as(AssertSqlSafe(sql::group_head(SQL)))
+            .bind(user.as_str())
+            .bind(key.as_str())
+            .fetch_optional(self)
+            .await
+    }
+
+    async fn next_seq(&mut self, user: &UserId) -> Result<Seq, sqlx::Error> {
+        sqlx::query_scalar(AssertSqlSafe(sql::next_seq(SQL)))
+            .bind(user.as_str())
+            .fetch_one(self)
+            .await
+    }
+
+    async fn rewrite_group_item(&mut self, merged: &Notification) -> Result<(), sqlx::Error> {
+        let group = GroupColumns::of(merged);
+        sqlx::query(AssertSqlSafe(sql::merge_into_group(SQL)))
+            .bind(merged.id.to_string())
+            .bind(merged.seq)
+            .bind(merged.kind.as_str())
+            .bind(group.data)
+            .bind(merged.count)
+            .bind(group.actors)
+            .bind(merged.actor_count)
+            .bind(group.updated_ms)
+            .bind(group.expires_ms)
+            .execute(self)
+            .await?;
+        Ok(())
     }
 
     async fn record_key(
@@ -337,6 +380,35 @@ impl Store for PostgresStore {
             query = query.bind(user.as_str());
         }
         Ok(query.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    async fn preferences(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, Preferences)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let rows = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql::preferences(SQL, 1)))
+            .bind(users)
+            .fetch_all(&self.pool)
+            .await?;
+        decode_preferences(rows)
+    }
+
+    async fn set_preferences(
+        &self,
+        user: &UserId,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(sql::save_preferences(SQL)))
+            .bind(user.as_str())
+            .bind(encode_preferences(preferences)?)
+            .bind(to_ms(now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>, StoreError> {

@@ -7,9 +7,10 @@ use time::OffsetDateTime;
 
 use super::{Inserted, StoreError};
 use crate::model::{
-    Key, NewNotification, Notification, NotificationId, NotificationRef, NotificationType, Seq,
-    UserId,
+    Actor, Key, NewNotification, Notification, NotificationId, NotificationRef, NotificationType,
+    Seq, UserId,
 };
+use crate::preferences::Preferences;
 
 /// A time as the store keeps it: unix milliseconds.
 pub(super) fn to_ms(t: OffsetDateTime) -> i64 {
@@ -45,6 +46,11 @@ pub(super) struct NotificationRow {
     read_at: Option<i64>,
     archived_at: Option<i64>,
     expires_at: Option<i64>,
+    updated_at: Option<i64>,
+    count: i64,
+    actors: String,
+    actor_count: i64,
+    muted: bool,
 }
 
 impl TryFrom<NotificationRow> for Notification {
@@ -65,6 +71,11 @@ impl TryFrom<NotificationRow> for Notification {
                 .transpose()
                 .map_err(|e| corrupt("group_key", &e))?,
             created_at: from_ms(row.created_at)?,
+            updated_at: opt_ms(row.updated_at)?,
+            count: row.count,
+            actors: serde_json::from_str(&row.actors).map_err(|e| corrupt("actors", &e))?,
+            actor_count: row.actor_count,
+            muted: row.muted,
             seen_at: opt_ms(row.seen_at)?,
             read_at: opt_ms(row.read_at)?,
             archived_at: opt_ms(row.archived_at)?,
@@ -86,11 +97,14 @@ pub(super) struct NewRow<'a> {
     /// `request.data` serialised once for all recipients.
     pub(super) data: &'a str,
     pub(super) created_at: OffsetDateTime,
+    /// The recipient muted it: stored read and flagged, never delivered live.
+    pub(super) muted: bool,
 }
 
 impl NewRow<'_> {
-    /// The notification as stored under `seq`: unseen, unread, unarchived.
+    /// The notification as stored under `seq`: unseen, unarchived, unread unless muted.
     pub(super) fn stored(self, seq: Seq) -> Notification {
+        let actors: Vec<String> = self.actor().map(str::to_owned).into_iter().collect();
         Notification {
             id: self.id,
             seq,
@@ -99,8 +113,13 @@ impl NewRow<'_> {
             data: self.request.data.clone(),
             group_key: self.request.group_key.clone(),
             created_at: self.created_at,
+            updated_at: None,
+            count: 1,
+            actor_count: actors.len() as i64,
+            actors,
+            muted: self.muted,
             seen_at: None,
-            read_at: None,
+            read_at: self.read_ms().map(|_| self.created_at),
             archived_at: None,
             expires_at: self.request.expires_at,
         }
@@ -108,6 +127,68 @@ impl NewRow<'_> {
 
     pub(super) fn created_ms(&self) -> i64 {
         to_ms(self.created_at)
+    }
+
+    /// A muted row is stored already read, at its creation time.
+    pub(super) fn read_ms(&self) -> Option<i64> {
+        self.muted.then(|| self.created_ms())
+    }
+
+    fn actor(&self) -> Option<&str> {
+        self.request.actor.as_ref().map(Actor::as_str)
+    }
+
+    /// The `actors` column of a new row: a JSON array of zero or one actor.
+    pub(super) fn actors_json(&self) -> String {
+        serde_json::Value::from(self.actor().into_iter().collect::<Vec<_>>()).to_string()
+    }
+
+    /// The `actor_count` column of a new row.
+    pub(super) fn actor_count(&self) -> i64 {
+        i64::from(self.actor().is_some())
+    }
+
+    /// Whether this event joins `head`, the newest stored item of its group: the item is
+    /// still unread, unarchived, unmuted and unexpired, and its first event is less than
+    /// `window_ms` old. Muted events are never grouped.
+    pub(super) fn joins(&self, head: &Notification, window_ms: i64) -> bool {
+        let now = self.created_ms();
+        !self.muted
+            && window_ms > 0
+            && !head.muted
+            && head.read_at.is_none()
+            && head.archived_at.is_none()
+            && head.expires_at.is_none_or(|at| to_ms(at) > now)
+            && now - to_ms(head.created_at) < window_ms
+    }
+
+    /// `head` with this event merged in, under its new `seq`: one more event, this event's
+    /// type, data and expiry, its actor moved to the front of at most `max_actors`.
+    pub(super) fn merged_into(
+        &self,
+        mut head: Notification,
+        seq: Seq,
+        max_actors: usize,
+    ) -> Notification {
+        if let Some(actor) = self.actor() {
+            let known = head.actors.iter().position(|a| a == actor);
+            match known {
+                Some(at) => {
+                    head.actors.remove(at);
+                }
+                // Beyond the listed ones the count can only assume a newcomer.
+                None => head.actor_count += 1,
+            }
+            head.actors.insert(0, actor.to_owned());
+            head.actors.truncate(max_actors.max(1));
+        }
+        head.seq = seq;
+        head.count += 1;
+        head.kind = self.request.kind.clone();
+        head.data = self.request.data.clone();
+        head.expires_at = self.request.expires_at;
+        head.updated_at = Some(self.created_at);
+        head
     }
 
     pub(super) fn group_key(&self) -> Option<&str> {
@@ -138,4 +219,43 @@ pub(super) fn replay(
     let refs: Vec<NotificationRef> = serde_json::from_str(stored_response)
         .map_err(|e| StoreError::Corrupt(format!("idempotency response: {e}")))?;
     Ok(Inserted::Replayed(refs))
+}
+
+/// A merged group item's columns in their stored form.
+pub(super) struct GroupColumns {
+    pub(super) data: String,
+    pub(super) actors: String,
+    pub(super) updated_ms: Option<i64>,
+    pub(super) expires_ms: Option<i64>,
+}
+
+impl GroupColumns {
+    pub(super) fn of(merged: &Notification) -> Self {
+        Self {
+            data: merged.data.to_string(),
+            actors: serde_json::Value::from(merged.actors.clone()).to_string(),
+            updated_ms: merged.updated_at.map(to_ms),
+            expires_ms: merged.expires_at.map(to_ms),
+        }
+    }
+}
+
+/// A preferences document as stored.
+pub(super) fn encode_preferences(preferences: &Preferences) -> Result<String, StoreError> {
+    serde_json::to_string(preferences).map_err(|e| StoreError::Corrupt(format!("preferences: {e}")))
+}
+
+/// Stored `(user_id, document)` rows, decoded.
+pub(super) fn decode_preferences(
+    rows: Vec<(String, String)>,
+) -> Result<Vec<(UserId, Preferences)>, StoreError> {
+    rows.into_iter()
+        .map(|(user, document)| {
+            let user = UserId::parse(user)
+                .map_err(|e| StoreError::Corrupt(format!("preferences user_id: {e}")))?;
+            let preferences = serde_json::from_str(&document)
+                .map_err(|e| StoreError::Corrupt(format!("preferences of {user}: {e}")))?;
+            Ok((user, preferences))
+        })
+        .collect()
 }

@@ -28,11 +28,12 @@ impl Dialect {
         match self {
             Dialect::Sqlite => {
                 "id, user_id, seq, type, data, group_key, created_at, seen_at, read_at, \
-                 archived_at, expires_at"
+                 archived_at, expires_at, updated_at, count, actors, actor_count, muted"
             }
             Dialect::Postgres => {
                 "id::text AS id, user_id, seq, type, data::text AS data, group_key, created_at, \
-                 seen_at, read_at, archived_at, expires_at"
+                 seen_at, read_at, archived_at, expires_at, updated_at, count, actors, \
+                 actor_count, muted"
             }
         }
     }
@@ -40,6 +41,12 @@ impl Dialect {
     /// `id` is one of `count` ids bound from parameter `first` on: SQLite binds each id,
     /// PostgreSQL one text array. Returns the condition and the next free parameter.
     fn id_among(self, first: usize, count: usize) -> (String, usize) {
+        self.among("id", "uuid", first, count)
+    }
+
+    /// `column` is one of `count` values bound from parameter `first` on (PostgreSQL: one
+    /// array of `pg_type`). Returns the condition and the next free parameter.
+    fn among(self, column: &str, pg_type: &str, first: usize, count: usize) -> (String, usize) {
         match self {
             Dialect::Sqlite => {
                 let mut list = String::new();
@@ -49,10 +56,10 @@ impl Dialect {
                     }
                     list.push_str(&self.param(n));
                 }
-                (format!("id IN ({list})"), first + count)
+                (format!("{column} IN ({list})"), first + count)
             }
             Dialect::Postgres => (
-                format!("id = ANY({}::uuid[])", self.param(first)),
+                format!("{column} = ANY({}::{pg_type}[])", self.param(first)),
                 first + 1,
             ),
         }
@@ -85,12 +92,12 @@ pub(super) fn list(d: Dialect, query: &ListQuery) -> String {
     sql
 }
 
-/// A user's unexpired notifications in a seq range, oldest first.
-/// Binds: user, after (exclusive), before (exclusive), now, limit.
+/// A user's unexpired, unmuted notifications in a seq range, oldest first: what live feeds
+/// send. Binds: user, after (exclusive), before (exclusive), now, limit.
 pub(super) fn after(d: Dialect) -> String {
     format!(
         "SELECT {} FROM notifications WHERE user_id = {p1} AND seq > {p2} AND seq < {p3} \
-         AND (expires_at IS NULL OR expires_at > {p4}) ORDER BY seq ASC LIMIT {p5}",
+         AND (expires_at IS NULL OR expires_at > {p4}) AND NOT muted ORDER BY seq ASC LIMIT {p5}",
         d.columns(),
         p1 = d.param(1),
         p2 = d.param(2),
@@ -141,6 +148,68 @@ pub(super) fn set_state(d: Dialect, change: StateChange, count: usize) -> (Strin
             false,
         ),
     }
+}
+
+/// Gives a user their next seq and returns it. Binds: user.
+pub(super) fn next_seq(d: Dialect) -> String {
+    format!(
+        "INSERT INTO user_seqs (user_id, last_seq) VALUES ({}, 1) ON CONFLICT (user_id) \
+         DO UPDATE SET last_seq = user_seqs.last_seq + 1 RETURNING last_seq",
+        d.param(1)
+    )
+}
+
+/// The newest item of a user's group. Binds: user, group key.
+pub(super) fn group_head(d: Dialect) -> String {
+    format!(
+        "SELECT {} FROM notifications WHERE user_id = {} AND group_key = {} \
+         ORDER BY seq DESC LIMIT 1",
+        d.columns(),
+        d.param(1),
+        d.param(2)
+    )
+}
+
+/// Rewrites a group's item after an event joined it. Binds: id, seq, type, data, count,
+/// actors (JSON text), actor_count, updated_at, expires_at.
+pub(super) fn merge_into_group(d: Dialect) -> String {
+    let (id, data) = match d {
+        Dialect::Sqlite => (d.param(1), d.param(4)),
+        Dialect::Postgres => (
+            format!("{}::uuid", d.param(1)),
+            format!("{}::json", d.param(4)),
+        ),
+    };
+    format!(
+        "UPDATE notifications SET seq = {}, type = {}, data = {data}, count = {}, actors = {}, \
+         actor_count = {}, updated_at = {}, expires_at = {} WHERE id = {id}",
+        d.param(2),
+        d.param(3),
+        d.param(5),
+        d.param(6),
+        d.param(7),
+        d.param(8),
+        d.param(9),
+    )
+}
+
+/// The stored preferences documents of `count` users. Binds: the users (see
+/// [`Dialect::among`]).
+pub(super) fn preferences(d: Dialect, count: usize) -> String {
+    let (users, _) = d.among("user_id", "text", 1, count);
+    format!("SELECT user_id, preferences FROM user_preferences WHERE {users}")
+}
+
+/// Saves a user's preferences document. Binds: user, document, updated_at.
+pub(super) fn save_preferences(d: Dialect) -> String {
+    format!(
+        "INSERT INTO user_preferences (user_id, preferences, updated_at) VALUES ({}, {}, {}) \
+         ON CONFLICT (user_id) DO UPDATE SET preferences = excluded.preferences, \
+         updated_at = excluded.updated_at",
+        d.param(1),
+        d.param(2),
+        d.param(3)
+    )
 }
 
 /// The highest seq ever assigned to a user (0 when none). Binds: user.

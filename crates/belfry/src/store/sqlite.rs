@@ -15,14 +15,18 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
 use super::group_commit::{GroupCommit, GroupWrites, commit_group};
-use super::rows::{NewRow, NotificationRow, decode_all, duration_ms, to_ms};
+use super::rows::{
+    GroupColumns, NewRow, NotificationRow, decode_all, decode_preferences, encode_preferences,
+    to_ms,
+};
 use super::sql::{self, Dialect};
-use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError};
+use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError, WritePolicy};
 use crate::config::StoreConfig;
 use crate::model::{
     Key, NewNotification, Notification, NotificationId, PushSubscription, Seq, StateChange,
     SubscriptionKeys, UserId, now,
 };
+use crate::preferences::Preferences;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -40,7 +44,7 @@ impl SqliteStore {
     pub async fn open(
         url: &str,
         config: &StoreConfig,
-        idempotency_window: Duration,
+        policy: WritePolicy,
     ) -> Result<Self, StoreError> {
         let synchronous = if config.sqlite_synchronous == "normal" {
             SqliteSynchronous::Normal
@@ -68,12 +72,11 @@ impl SqliteStore {
             .max_connections(config.read_connections.max(1))
             .connect_with(options.read_only(true))
             .await?;
-        let window_ms = duration_ms(idempotency_window);
         let pool = write.clone();
         // One writer: SQLite has a single write connection anyway.
         let writer = GroupCommit::start(1, config.group_commit_max_rows, move |batches| {
             let pool = pool.clone();
-            async move { commit_group(&pool, &batches, window_ms).await }
+            async move { commit_group(&pool, &batches, policy).await }
         });
         Ok(Self {
             read,
@@ -103,16 +106,11 @@ impl GroupWrites for SqliteConnection {
     }
 
     async fn insert_row(&mut self, row: &NewRow<'_>) -> Result<Seq, sqlx::Error> {
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO user_seqs (user_id, last_seq) VALUES (?1, 1) \
-             ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
-        )
-        .bind(row.user.as_str())
-        .fetch_one(&mut *self)
-        .await?;
+        let seq = self.next_seq(row.user).await?;
         sqlx::query(
             "INSERT INTO notifications (id, user_id, seq, type, data, group_key, created_at, \
-             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             expires_at, read_at, actors, actor_count, muted) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .bind(row.id.to_string())
         .bind(row.user.as_str())
@@ -122,9 +120,49 @@ impl GroupWrites for SqliteConnection {
         .bind(row.group_key())
         .bind(row.created_ms())
         .bind(row.expires_ms())
+        .bind(row.read_ms())
+        .bind(row.actors_json())
+        .bind(row.actor_count())
+        .bind(row.muted)
         .execute(&mut *self)
         .await?;
         Ok(seq)
+    }
+
+    async fn group_head(
+        &mut self,
+        user: &UserId,
+        key: &Key,
+    ) -> Result<Option<NotificationRow>, sqlx::Error> {
+        sqlx::query_as(AssertSqlSafe(sql::group_head(SQL)))
+            .bind(user.as_str())
+            .bind(key.as_str())
+            .fetch_optional(self)
+            .await
+    }
+
+    async fn next_seq(&mut self, user: &UserId) -> Result<Seq, sqlx::Error> {
+        sqlx::query_scalar(AssertSqlSafe(sql::next_seq(SQL)))
+            .bind(user.as_str())
+            .fetch_one(self)
+            .await
+    }
+
+    async fn rewrite_group_item(&mut self, merged: &Notification) -> Result<(), sqlx::Error> {
+        let group = GroupColumns::of(merged);
+        sqlx::query(AssertSqlSafe(sql::merge_into_group(SQL)))
+            .bind(merged.id.to_string())
+            .bind(merged.seq)
+            .bind(merged.kind.as_str())
+            .bind(group.data)
+            .bind(merged.count)
+            .bind(group.actors)
+            .bind(merged.actor_count)
+            .bind(group.updated_ms)
+            .bind(group.expires_ms)
+            .execute(self)
+            .await?;
+        Ok(())
     }
 
     async fn record_key(
@@ -264,6 +302,37 @@ impl Store for SqliteStore {
             query = query.bind(user.as_str());
         }
         Ok(query.execute(&self.write).await?.rows_affected() > 0)
+    }
+
+    async fn preferences(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, Preferences)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql::preferences(
+            SQL,
+            users.len(),
+        )));
+        for user in users {
+            query = query.bind(user.as_str());
+        }
+        decode_preferences(query.fetch_all(&self.read).await?)
+    }
+
+    async fn set_preferences(
+        &self,
+        user: &UserId,
+        preferences: &Preferences,
+    ) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(sql::save_preferences(SQL)))
+            .bind(user.as_str())
+            .bind(encode_preferences(preferences)?)
+            .bind(to_ms(now()))
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>, StoreError> {

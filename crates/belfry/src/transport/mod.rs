@@ -146,9 +146,5 @@ impl Feed {
 }
 
 fn encode(notification: &Notification) -> Event {
-    ServerFrame::Notification {
-        seq: notification.seq,
-        notification,
-    }
-    .encode()
+    ServerFrame::delivering(notification).encode()
 }

@@ -91,18 +91,24 @@ async fn offline_users_get_one_verified_push_per_notification_and_online_users_n
     }
     let (_bob_tab, _) = app.ws_ready("bob", None).await;
 
+    // Three events of one group: one inbox item, pushed once per event under one Topic, so
+    // the push service replaces an undelivered older push with the newer count.
     let mut ids = Vec::new();
     for i in 0..3 {
         let (status, body) = app
             .backend_post(
                 "/v1/notifications",
                 &json!({"recipients": ["alice", "bob"], "type": "comment.created",
-                        "data": {"i": i}, "group_key": "post:7"}),
+                        "data": {"i": i}, "group_key": "post:7", "actor": format!("a{i}")}),
             )
             .await;
         assert_eq!(status, 201);
         ids.push(body["notifications"][0]["id"].as_str().unwrap().to_owned());
     }
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one grouped item: {ids:?}"
+    );
     let pushes = wait_until("alice's three pushes arrive", || async {
         let got = receiver.received().await;
         (got.iter().filter(|r| r["name"] == "alice").count() >= 3).then_some(got)
@@ -113,18 +119,17 @@ async fn offline_users_get_one_verified_push_per_notification_and_online_users_n
         "{pushes:?}"
     );
     let alice: Vec<&Value> = pushes.iter().filter(|r| r["name"] == "alice").collect();
-    let got_ids: Vec<&str> = alice
+    assert_eq!(alice.len(), 3);
+    let mut counts: Vec<i64> = alice
         .iter()
-        .map(|r| r["payload"]["id"].as_str().unwrap())
+        .map(|r| {
+            assert_eq!(r["payload"]["id"], ids[0].as_str());
+            r["payload"]["count"].as_i64().unwrap()
+        })
         .collect();
-    assert_eq!(got_ids.len(), 3);
-    for id in &ids {
-        assert_eq!(
-            got_ids.iter().filter(|g| *g == id).count(),
-            1,
-            "exactly one push for {id}"
-        );
-    }
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2, 3], "one push per event");
+    assert!(alice.iter().all(|r| r["topic"] == alice[0]["topic"]));
     let first = alice[0];
     assert_eq!(first["payload"]["v"], 1);
     assert_eq!(first["payload"]["type"], "comment.created");
@@ -202,4 +207,103 @@ async fn bad_subscriptions_are_refused_and_push_can_be_off() {
     let off = crate::support::spawn_app().await;
     let (status, _) = off.get_as("alice", "/v1/push/vapid-public-key").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn preferences_stop_pushes_for_a_muted_type_or_channel() {
+    let receiver = Receiver::start();
+    let app = push_app().await;
+    let (status, _) = app
+        .post_as(
+            "erin",
+            "/v1/me/push-subscriptions",
+            receiver.subscription("erin"),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = app
+        .user_request(
+            reqwest::Method::PUT,
+            "erin",
+            "/v1/me/preferences",
+            Some(json!({"types": {"quiet.push": {"web_push": false},
+                                  "quiet.app": {"in_app": false}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for kind in ["quiet.push", "quiet.app", "loud"] {
+        let (status, _) = app
+            .backend_post(
+                "/v1/notifications",
+                &json!({"recipients": ["erin"], "type": kind}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    // Pushes go out in order through one queue: once "loud" arrived, the others would have.
+    let got = wait_until("the unmuted push arrives", || async {
+        let got = receiver.received().await;
+        got.iter()
+            .any(|r| r["payload"]["type"] == "loud")
+            .then_some(got)
+    })
+    .await;
+    let types: Vec<&Value> = got.iter().map(|r| &r["payload"]["type"]).collect();
+    assert_eq!(types, [&json!("loud")], "{got:?}");
+}
+
+#[tokio::test]
+async fn a_digest_window_sends_one_push_for_a_burst() {
+    let receiver = Receiver::start();
+    let (private, _) = belfry::push::generate_vapid_keys();
+    let app = spawn_app_with(|c| {
+        c.push.vapid_private_key = Some(SecretString::from(private));
+        c.push.digest_window_secs = 1;
+    })
+    .await;
+    let (status, _) = app
+        .post_as(
+            "frank",
+            "/v1/me/push-subscriptions",
+            receiver.subscription("frank"),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for i in 0..3 {
+        let (status, _) = app
+            .backend_post(
+                "/v1/notifications",
+                &json!({"recipients": ["frank"], "type": "comment.created", "data": {"i": i}}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let digest = wait_until("the digest arrives", || async {
+        receiver
+            .received()
+            .await
+            .into_iter()
+            .find(|r| r["name"] == "frank")
+    })
+    .await;
+    assert_eq!(digest["payload"]["digest"], true, "{digest}");
+    assert_eq!(digest["payload"]["count"], 3);
+    assert_eq!(digest["payload"]["latest"]["data"]["i"], 2);
+    assert_eq!(digest["topic"], "belfry-digest");
+
+    // The window closed with the digest: the next notification opens a new one and goes alone.
+    app.backend_post(
+        "/v1/notifications",
+        &json!({"recipients": ["frank"], "type": "comment.created", "data": {"i": 3}}),
+    )
+    .await;
+    let got = wait_until("the next window's push arrives", || async {
+        let got = receiver.received().await;
+        (got.iter().filter(|r| r["name"] == "frank").count() >= 2).then_some(got)
+    })
+    .await;
+    let frank: Vec<&Value> = got.iter().filter(|r| r["name"] == "frank").collect();
+    assert_eq!(frank.len(), 2, "{got:?}");
+    assert_eq!(frank[1]["payload"]["data"]["i"], 3);
+    assert!(frank[1]["payload"].get("digest").is_none());
 }

@@ -4,7 +4,7 @@
  * Serve it from your app's origin (e.g. /belfry-sw.js) and register it; or importScripts() it
  * from your own service worker. It:
  *  - shows a notification for each push, tagged by group_key (a newer push of a group replaces
- *    the older one);
+ *    the older one); a grouped item's title names its actors ("Alice and 2 others: …");
  *  - skips a push that an open, visible page already showed live: it asks every window client
  *    "have you seen notification <id>?" (the SDK's answerServiceWorker() replies) and waits at
  *    most 300 ms for a yes;
@@ -20,9 +20,20 @@
 
 const SEEN_TIMEOUT_MS = 300;
 
+/** "Alice", "Alice and Bob", "Alice and 3 others" from a grouped payload; "" without actors. */
+function groupActors(payload) {
+  const names = Array.isArray(payload.actors) ? payload.actors.filter((a) => typeof a === "string" && a) : [];
+  if (names.length === 0) return "";
+  const total = Math.max(Number(payload.actor_count) || 0, names.length);
+  if (total === 1) return names[0];
+  if (total === 2 && names.length >= 2) return `${names[0]} and ${names[1]}`;
+  return `${names[0]} and ${total - 1} ${total - 1 === 1 ? "other" : "others"}`;
+}
+
 function defaultRender(payload) {
   const data = payload.data || {};
-  const actor = data.actor_name || data.actor || "";
+  const grouped = (Number(payload.count) || 1) > 1 ? groupActors(payload) : "";
+  const actor = grouped || data.actor_name || data.actor || "";
   const title = data.title || (actor ? `${actor}: ${payload.type}` : "New notification");
   const body = data.body || data.preview || data.post_title || payload.type;
   return { title, body, url: data.url || "/" };

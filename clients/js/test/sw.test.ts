@@ -73,6 +73,12 @@ describe("the service worker", () => {
     expect(sw.told).toContainEqual({ type: "belfry:push", id: "n-9", digest: true, shown: false });
   });
 
+  it("names a grouped item's actors", async () => {
+    const sw = worker();
+    await sw.push(usual({ count: 3, actors: ["Cy", "Bob", "Alice"], actor_count: 3 }));
+    expect(sw.shown[0]!.title).toBe("Cy and 2 others: comment.created");
+  });
+
   it("still shows a usual push by itself, tagged by its group", async () => {
     const sw = worker([{ seen: false }]);
     await sw.push(usual());

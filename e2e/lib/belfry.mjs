@@ -85,11 +85,12 @@ export class Belfry {
     return text.match(/"(bk_[0-9a-f]+)"/)[1];
   }
 
-  async notify(user, type, data) {
+  /** The backend API's notify; `extra` adds request fields such as `group_key` and `actor`. */
+  async notify(user, type, data, extra = {}) {
     const r = await fetch(`${this.url}/v1/notifications`, {
       method: "POST",
       headers: { authorization: `Bearer ${this.apiKey()}`, "content-type": "application/json" },
-      body: JSON.stringify({ recipients: [user], type, data }),
+      body: JSON.stringify({ recipients: [user], type, data, ...extra }),
     });
     if (r.status !== 201) throw new Error(`notify answered ${r.status}: ${await r.text()}`);
     return r.json();
@@ -112,6 +113,35 @@ export class Belfry {
       headers: { authorization: `Bearer ${await this.token(user)}` },
     });
     if (!r.ok) throw new Error(`read-all answered ${r.status}`);
+  }
+
+  /** `user`'s preferences, through the client API (`GET /v1/me/preferences`). */
+  async preferences(user) {
+    const r = await fetch(`${this.url}/v1/me/preferences`, {
+      headers: { authorization: `Bearer ${await this.token(user)}` },
+    });
+    if (!r.ok) throw new Error(`GET preferences answered ${r.status}`);
+    return r.json();
+  }
+
+  /** Replaces `user`'s preferences (`PUT /v1/me/preferences`; `{}` restores the defaults). */
+  async setPreferences(user, preferences) {
+    const r = await fetch(`${this.url}/v1/me/preferences`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${await this.token(user)}`, "content-type": "application/json" },
+      body: JSON.stringify(preferences),
+    });
+    if (!r.ok) throw new Error(`PUT preferences answered ${r.status}: ${await r.text()}`);
+    return r.json();
+  }
+
+  /** `user`'s first page of notifications (`GET /v1/me/notifications`), muted ones included. */
+  async notifications(user) {
+    const r = await fetch(`${this.url}/v1/me/notifications?limit=100`, {
+      headers: { authorization: `Bearer ${await this.token(user)}` },
+    });
+    if (!r.ok) throw new Error(`GET notifications answered ${r.status}`);
+    return (await r.json()).notifications;
   }
 
   /** Graceful stop (SIGTERM), waiting for the process to exit. */

@@ -4,24 +4,47 @@
  * Serve it from your app's origin (e.g. /belfry-sw.js) and register it; or importScripts() it
  * from your own service worker. It:
  *  - shows a notification for each push, tagged by group_key (a newer push of a group replaces
- *    the older one);
+ *    the older one); a grouped item's title names its actors ("Alice and 2 others: …");
  *  - skips a push that an open, visible page already showed live: it asks every window client
  *    "have you seen notification <id>?" (the SDK's answerServiceWorker() replies) and waits at
  *    most 300 ms for a yes;
+ *  - shows a digest (several pushes the server held back and sent as one: {"digest": true,
+ *    "count": 5, "latest": {…a usual payload…}}) as "5 new notifications", with the latest one's
+ *    text as the body, tagged "belfry-digest" so a newer digest replaces it; a click opens "/";
  *  - on click, focuses an open window of the app (or opens one) at data.url or "/".
- * Customise the text by defining self.belfryRender = (payload) => ({ title, body, url }) before
- * importing this file.
+ * Customise the text by defining self.belfryRender = (payload) => ({ title, body, url }) (and,
+ * for digests, self.belfryRenderDigest = (digest) => ({ title, body, url })) before importing
+ * this file.
  */
 /* eslint-env serviceworker */
 
 const SEEN_TIMEOUT_MS = 300;
 
+/** "Alice", "Alice and Bob", "Alice and 3 others" from a grouped payload; "" without actors. */
+function groupActors(payload) {
+  const names = Array.isArray(payload.actors) ? payload.actors.filter((a) => typeof a === "string" && a) : [];
+  if (names.length === 0) return "";
+  const total = Math.max(Number(payload.actor_count) || 0, names.length);
+  if (total === 1) return names[0];
+  if (total === 2 && names.length >= 2) return `${names[0]} and ${names[1]}`;
+  return `${names[0]} and ${total - 1} ${total - 1 === 1 ? "other" : "others"}`;
+}
+
 function defaultRender(payload) {
   const data = payload.data || {};
-  const actor = data.actor_name || data.actor || "";
+  const grouped = (Number(payload.count) || 1) > 1 ? groupActors(payload) : "";
+  const actor = grouped || data.actor_name || data.actor || "";
   const title = data.title || (actor ? `${actor}: ${payload.type}` : "New notification");
   const body = data.body || data.preview || data.post_title || payload.type;
   return { title, body, url: data.url || "/" };
+}
+
+function defaultRenderDigest(digest, render) {
+  const count = Number(digest.count) || 0;
+  const latest = digest.latest && digest.latest.v === 1 ? render(digest.latest) : null;
+  const title = count === 1 ? "1 new notification" : `${count} new notifications`;
+  const body = latest ? [latest.title, latest.body].filter(Boolean).join(" — ") : "";
+  return { title, body, url: "/" };
 }
 
 async function seenByAPage(id) {
@@ -57,12 +80,32 @@ self.addEventListener("push", (event) => {
       } catch {
         payload = null;
       }
-      if (!payload || payload.v !== 1 || !payload.id) return;
+      if (!payload || payload.v !== 1) return;
+      const render = typeof self.belfryRender === "function" ? self.belfryRender : defaultRender;
+      if (payload.digest === true) {
+        const latestId = payload.latest && payload.latest.id;
+        // A visible page that showed the newest of them live has shown the others too.
+        if (latestId && (await seenByAPage(latestId))) {
+          await tell({ type: "belfry:push", id: latestId, digest: true, shown: false });
+          return;
+        }
+        const { title, body, url } =
+          typeof self.belfryRenderDigest === "function"
+            ? self.belfryRenderDigest(payload)
+            : defaultRenderDigest(payload, render);
+        await self.registration.showNotification(title, {
+          body,
+          tag: "belfry-digest",
+          data: { id: latestId || null, url, digest: true },
+        });
+        await tell({ type: "belfry:push", id: latestId || null, digest: true, shown: true });
+        return;
+      }
+      if (!payload.id) return;
       if (await seenByAPage(payload.id)) {
         await tell({ type: "belfry:push", id: payload.id, shown: false });
         return;
       }
-      const render = typeof self.belfryRender === "function" ? self.belfryRender : defaultRender;
       const { title, body, url } = render(payload);
       await self.registration.showNotification(title, {
         body,

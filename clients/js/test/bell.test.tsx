@@ -3,6 +3,7 @@ import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testi
 import { afterEach, describe, expect, it } from "vitest";
 
 import type { BelfryClient } from "../src/core/client.js";
+import { formatActors } from "../src/core/actors.js";
 import { BelfryProvider, NotificationBell, type NotificationBellProps } from "../src/react/index.js";
 import type { FakeBelfry } from "./fakeServer.js";
 import { setup } from "./helpers.js";
@@ -134,6 +135,93 @@ describe("NotificationBell", () => {
     const item = screen.getByTestId("belfry-item");
     expect(item.textContent).toContain("Bob commented: Nice! (2 min. ago)");
     expect(item.querySelector("time")?.getAttribute("dateTime")).toMatch(/Z$/);
+  });
+
+  it("shows a grouped item once, with who did it, and updates it in place as events merge", async () => {
+    const like = (server: FakeBelfry, actor: string) =>
+      server.notify("alice", "post.liked", { title: "Your post was liked" }, { groupKey: "post:1:likes", actor });
+    const { bell, server } = await renderBell((server) => {
+      server.notify("alice", "comment.created", { title: "A comment" });
+      like(server, "Ann");
+    });
+    fireEvent.click(bell);
+    const panel = screen.getByTestId("belfry-panel");
+    expect(within(panel).getAllByTestId("belfry-item")).toHaveLength(2);
+    expect(within(panel).queryByTestId("belfry-item-group")).toBeNull(); // a single event is not a group
+    const button = within(panel).getAllByRole("button").find((b) => b.textContent?.includes("Your post was liked"))!;
+    button.focus();
+
+    act(() => void like(server, "Bob"));
+    await waitFor(() => expect(screen.getAllByTestId("belfry-item")[0]!.getAttribute("data-count")).toBe("2"));
+    expect(screen.getAllByTestId("belfry-item")[0]!.textContent).toContain("Your post was liked (Bob and Ann)");
+    act(() => void like(server, "Cy"));
+    await waitFor(() => expect(screen.getAllByTestId("belfry-item")[0]!.textContent).toContain("(Cy and 2 others)"));
+
+    const items = screen.getAllByTestId("belfry-item");
+    expect(items).toHaveLength(2);
+    expect(items[0]!.getAttribute("data-count")).toBe("3");
+    expect(items[1]!.textContent).toContain("A comment");
+    expect(bell.getAttribute("aria-label")).toBe("Notifications (2 unread)");
+    expect(screen.getByTestId("belfry-badge").textContent).toBe("2");
+    expect(document.activeElement).toBe(within(items[0]!).getByRole("button")); // same element, moved
+  });
+
+  it("shows how many times when a grouped item names no actor, and dates it by its latest event", async () => {
+    const { bell } = await renderBell((server) => {
+      const first = server.notify("alice", "build.failed", { title: "Build failed" }, { groupKey: "ci" });
+      first.created_at = new Date(Date.now() - 50 * 60_000).toISOString();
+      server.notify("alice", "build.failed", { title: "Build failed" }, { groupKey: "ci" });
+    });
+    fireEvent.click(bell);
+    const item = screen.getByTestId("belfry-item");
+    expect(within(item).getByTestId("belfry-item-group").textContent).toBe("×2(2 times)");
+    expect(item.querySelector("time")!.textContent).toBe("now");
+  });
+
+  it("passes grouped items to renderItem with their count and actors", async () => {
+    const { bell } = await renderBell(
+      (server) => {
+        for (const actor of ["Ann", "Bob", "Cy", "Dee"]) {
+          server.notify("alice", "post.liked", { post_title: "Hello" }, { groupKey: "post:1:likes", actor });
+        }
+      },
+      { renderItem: (n) => `${formatActors(n)} liked “${String(n.data.post_title)}” (${n.count})` },
+    );
+    fireEvent.click(bell);
+    expect(screen.getByTestId("belfry-item").textContent).toContain("Dee and 3 others liked “Hello” (4)");
+    expect(screen.queryByTestId("belfry-item-group")).toBeNull(); // renderItem decides the content
+  });
+
+  it("renders a muted item from the history like a read one", async () => {
+    let helpers: { unread: boolean; muted: boolean } | undefined;
+    const { bell } = await renderBell(
+      (server) => {
+        server.user("alice").preferences = {
+          muted: true,
+          mute_until: null,
+          channels: { in_app: true, web_push: true },
+          types: {},
+        };
+        server.notify("alice", "post.liked", { title: "Liked while muted" });
+      },
+      {
+        classNames: { itemMuted: "is-muted", itemUnread: "is-unread" },
+        renderItem: (n, h) => {
+          helpers = { unread: h.unread, muted: h.muted };
+          return String(n.data.title);
+        },
+      },
+    );
+    expect(screen.queryByTestId("belfry-badge")).toBeNull();
+    expect(bell.getAttribute("aria-label")).toBe("Notifications");
+    fireEvent.click(bell);
+    const item = screen.getByTestId("belfry-item");
+    expect(item.textContent).toContain("Liked while muted");
+    expect(item.getAttribute("data-unread")).toBe("false");
+    expect(item.getAttribute("data-muted")).toBe("true");
+    expect(item.className).toBe("is-muted");
+    expect(item.textContent).not.toContain("Unread:");
+    expect(helpers).toEqual({ unread: false, muted: true });
   });
 
   it("marks the listed notifications seen when opened", async () => {

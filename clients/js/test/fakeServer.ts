@@ -15,6 +15,21 @@
 // server), `revoke(token)`. Inspect `sockets` (each with its `sent` frames, parsed),
 // `streams`, `requests`, and `user(id)` for the stored inbox.
 //
+// Grouping, mute and preferences follow /work/contract-issue7.md (docs/protocol.md): a
+// `notify(user, type, data, { groupKey, actor })` whose group's newest item is still unread,
+// unarchived, not muted and younger than `groupingWindowSecs` (default 3600; 0 = off) is merged
+// into it (`count`, `actors`, `actor_count`, `updated_at`, a new seq; the item moves to the end
+// of the inbox, which stays in seq order) and sent as an `updated` frame; otherwise a new item is
+// stored. A notification the user's preferences mute (`muted`, `mute_until` ahead, or the type's
+// `in_app` off) is stored read with `muted: true`, never merged, never sent live, not in resume
+// catch-up nor in poll answers; only history pages list it. A resume catch-up sends items with
+// `count > 1` as `updated`. `GET`/`PUT /v1/me/preferences` validate like the server (400 for
+// unknown fields and wrong types, 422 with `fields` for bad type names, more than
+// `maxPreferenceTypes` types, a `mute_until` that is not RFC 3339); every stored change, and
+// `setPreferences(user, p)` (the backend API), sends a `preferences` frame to every connection of
+// the user (the validation lives in test/fakePreferences.ts). Knobs: `preferencesDown` (those
+// two routes answer 503, as when the store is down), `groupingWindowSecs`, `maxPreferenceTypes`.
+//
 // Rooms follow docs/protocol.md: `join` answers `joined` with the users present (each once),
 // presence is per user (`join` for a user's first connection, `leave` for their last, never sent
 // to the connection that caused it), and a `publish` reaches every other connection in the room,
@@ -34,17 +49,28 @@ import type {
   EventSourceLike,
   FetchLike,
   Notification,
+  Preferences,
   ServerFrame,
   StateChange,
   WebSocketLike,
 } from "../src/core/types.js";
+import { DEFAULT_PREFERENCES, checkPreferences } from "./fakePreferences.js";
 
 type Behaviour = "accept" | "refuse";
 
 interface Inbox {
+  /** Oldest first: always in seq order (a merged item moves to the end). */
   notifications: Notification[];
   lastSeq: number;
+  preferences: Preferences | null;
 }
+
+/** Options of a notify request (`group_key`, `actor`). */
+export interface NotifyOptions {
+  groupKey?: string;
+  actor?: string;
+}
+
 
 interface Request {
   method: string;
@@ -73,6 +99,9 @@ export class FakeBelfry {
   holdFrames = false;
   roomAccess: (user: string, room: string) => "publish" | "read" | null = () => "publish";
   maxRoomMessageBytes = 16 * 1024;
+  groupingWindowSecs = 3600;
+  maxPreferenceTypes = 200;
+  preferencesDown = false;
   private readonly rooms = new Map<string, Set<FakeSocket>>();
   private held: (() => void)[] = [];
   readonly sockets: FakeSocket[] = [];
@@ -166,34 +195,96 @@ export class FakeBelfry {
   user(id: string): Inbox {
     let inbox = this.inboxes.get(id);
     if (!inbox) {
-      inbox = { notifications: [], lastSeq: 0 };
+      inbox = { notifications: [], lastSeq: 0, preferences: null };
       this.inboxes.set(id, inbox);
     }
     return inbox;
   }
 
-  /** Stores a notification and sends it to the user's live connections, like POST /v1/notifications. */
-  notify(user: string, type: string, data: Record<string, unknown> = {}): Notification {
+  /**
+   * Stores a notification and sends it to the user's live connections, like POST
+   * /v1/notifications: merged into its group's item (an `updated` frame) or stored as a new one
+   * (a `notification` frame), or stored muted and sent nowhere. Returns the stored item.
+   */
+  notify(user: string, type: string, data: Record<string, unknown> = {}, options: NotifyOptions = {}): Notification {
     const inbox = this.user(user);
+    const now = new Date();
+    const muted = this.mutes(user, type, now.getTime());
+    const group = options.groupKey ?? null;
+    const newest = group === null ? undefined : [...inbox.notifications].reverse().find((n) => n.group_key === group);
+    const mergeable =
+      !muted &&
+      newest !== undefined &&
+      newest.read_at === null &&
+      newest.archived_at === null &&
+      newest.muted !== true &&
+      now.getTime() - Date.parse(newest.created_at) < this.groupingWindowSecs * 1000;
     inbox.lastSeq += 1;
-    idCounter += 1;
-    const notification: Notification = {
-      id: `0190a000-0000-7000-8000-${String(idCounter).padStart(12, "0")}`,
-      seq: inbox.lastSeq,
-      user_id: user,
-      type,
-      data,
-      group_key: null,
-      created_at: new Date().toISOString(),
-      seen_at: null,
-      read_at: null,
-      archived_at: null,
-      expires_at: null,
-    };
+    let notification: Notification;
+    if (mergeable) {
+      const known = newest.actors ?? [];
+      const actor = options.actor;
+      notification = {
+        ...newest,
+        seq: inbox.lastSeq,
+        type,
+        data,
+        expires_at: null,
+        updated_at: now.toISOString(),
+        count: (newest.count ?? 1) + 1,
+        actors: actor === undefined ? known : [actor, ...known.filter((a) => a !== actor)].slice(0, 10),
+        actor_count: (newest.actor_count ?? 0) + (actor !== undefined && !known.includes(actor) ? 1 : 0),
+      };
+      inbox.notifications = inbox.notifications.filter((n) => n.id !== newest.id);
+    } else {
+      idCounter += 1;
+      const createdAt = now.toISOString();
+      notification = {
+        id: `0190a000-0000-7000-8000-${String(idCounter).padStart(12, "0")}`,
+        seq: inbox.lastSeq,
+        user_id: user,
+        type,
+        data,
+        group_key: group,
+        created_at: createdAt,
+        updated_at: null,
+        count: 1,
+        actors: options.actor === undefined ? [] : [options.actor],
+        actor_count: options.actor === undefined ? 0 : 1,
+        muted,
+        seen_at: null,
+        read_at: muted ? createdAt : null,
+        archived_at: null,
+        expires_at: null,
+      };
+    }
     inbox.notifications.push(notification);
-    this.broadcast(user, { type: "notification", seq: notification.seq, notification });
+    if (muted) return notification;
+    this.broadcast(user, this.itemFrame(notification));
     for (const waiter of [...this.pollWaiters]) if (waiter.user === user) waiter.wake();
     return notification;
+  }
+
+  /** How a stored item travels: `updated` once it is grouped (count > 1), else `notification`. */
+  itemFrame(notification: Notification): ServerFrame {
+    const type = (notification.count ?? 1) > 1 ? "updated" : "notification";
+    return { type, seq: notification.seq, notification };
+  }
+
+  /** The contract's rule: not delivered live when muted now or `in_app` is off for the type. */
+  private mutes(user: string, type: string, now: number): boolean {
+    const p = this.user(user).preferences ?? DEFAULT_PREFERENCES();
+    if (p.muted) return true;
+    if (p.mute_until !== null && Date.parse(p.mute_until) > now) return true;
+    return !(p.types[type]?.in_app ?? p.channels.in_app);
+  }
+
+  /** The backend API (`PUT /v1/users/{id}/preferences`): stores them and tells every connection. */
+  setPreferences(user: string, preferences: Preferences): Preferences {
+    const stored = JSON.parse(JSON.stringify(preferences)) as Preferences;
+    this.user(user).preferences = stored;
+    this.broadcast(user, { type: "preferences", preferences: stored });
+    return stored;
   }
 
   unreadCount(user: string): number {
@@ -267,7 +358,7 @@ export class FakeBelfry {
     ];
     if (since !== undefined) {
       for (const n of inbox.notifications) {
-        if (n.seq > since) frames.push({ type: "notification", seq: n.seq, notification: n });
+        if (n.seq > since && n.muted !== true) frames.push(this.itemFrame(n));
       }
     }
     return frames;
@@ -406,7 +497,7 @@ export class FakeBelfry {
       }
       case "GET /v1/poll": {
         const after = Number(request.query.get("after") ?? 0);
-        const newer = () => inbox.notifications.filter((n) => n.seq > after).slice(0, 100);
+        const newer = () => inbox.notifications.filter((n) => n.seq > after && n.muted !== true).slice(0, 100);
         if (newer().length === 0) {
           await new Promise<void>((resolve, reject) => {
             const waiter = { user, wake: () => (this.pollWaiters.delete(waiter), resolve()) };
@@ -423,6 +514,15 @@ export class FakeBelfry {
           last_seq: found.at(-1)?.seq ?? after,
           unread_count: this.unreadCount(user),
         });
+      }
+      case "GET /v1/me/preferences":
+        if (this.preferencesDown) return respond(503, { error: { code: "unavailable", message: "store down" } });
+        return respond(200, inbox.preferences ?? DEFAULT_PREFERENCES());
+      case "PUT /v1/me/preferences": {
+        if (this.preferencesDown) return respond(503, { error: { code: "unavailable", message: "store down" } });
+        const checked = checkPreferences(request.body, this.maxPreferenceTypes);
+        if ("status" in checked) return respond(checked.status, { error: checked.error });
+        return respond(200, this.setPreferences(user, checked.preferences));
       }
       default:
         return respond(404, { error: { code: "not_found", message: `no route ${key}` } });

@@ -4,6 +4,7 @@ import type { User } from "../api.ts";
 import { describeNotification } from "../describe.ts";
 import { pageUrl, type Page } from "../session.ts";
 import { ConnectionStatus } from "./ConnectionStatus.tsx";
+import { NotificationSettings } from "./NotificationSettings.tsx";
 
 interface Props {
   users: User[];
@@ -88,6 +89,7 @@ export function Header({ users, user, onSignIn, live, page, onNavigate }: Props)
             Signed out
           </span>
         )}
+        {live && <NotificationSettings />}
         {live && (
           <NotificationBell
             classNames={{
@@ -101,13 +103,19 @@ export function Header({ users, user, onSignIn, live, page, onNavigate }: Props)
               list: "bell-list",
               item: "bell-item",
               itemUnread: "unread",
+              itemMuted: "muted-item",
               itemButton: "bell-item-button",
               time: "muted",
               empty: "bell-empty",
               loadMore: "link bell-more",
             }}
             unstyled
-            renderItem={(n) => describeNotification(n)}
+            renderItem={(n, { muted }) => (
+              <>
+                {describeNotification(n)}
+                {muted && <span className="tag">muted</span>}
+              </>
+            )}
             onItemClick={(n) => showPost(n.data.post_id)}
             emptyText="Nothing yet. When someone likes or comments on your posts, it shows up here."
           />

@@ -41,9 +41,19 @@ export function PostList({ users, user, getToken, live }: Props) {
   );
 }
 
-/** A like or comment on one of my posts also changes the post: show it without a reload. */
+/**
+ * A like or comment on one of my posts also changes the post: show it without a reload. Likes
+ * and comments after the first are merged into one notification, which arrives as `updated`.
+ */
 function ReloadOnNotification({ reload }: { reload: () => void }) {
   const client = useBelfryClient();
-  useEffect(() => client.on("notification", reload), [client, reload]);
+  useEffect(() => {
+    const offNew = client.on("notification", reload);
+    const offUpdated = client.on("updated", reload);
+    return () => {
+      offNew();
+      offUpdated();
+    };
+  }, [client, reload]);
   return null;
 }

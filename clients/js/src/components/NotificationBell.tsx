@@ -3,7 +3,9 @@
 // (turn those off with `unstyled`); every part takes a class name. Accessible: the button says
 // how many are unread and whether the panel is open, Escape and outside clicks close it (Escape
 // returns focus to the button), arrow keys move between items, and new notifications are
-// announced politely to screen readers.
+// announced politely to screen readers. Grouped items (several events merged into one) say so
+// by default: who did it ("Alice and 2 others") or how many times; muted items, which only
+// history pages contain, look like read ones.
 
 import {
   useCallback,
@@ -17,6 +19,7 @@ import {
   type ReactNode,
 } from "react";
 
+import { formatActors } from "../core/actors.js";
 import { isUnread } from "../core/store.js";
 import type { Notification } from "../core/types.js";
 import { useNotifications } from "../react/useNotifications.js";
@@ -33,7 +36,11 @@ export interface NotificationBellClassNames {
   list?: string;
   item?: string;
   itemUnread?: string;
+  /** Added to `item` for a muted notification (stored while the user muted it; always read). */
+  itemMuted?: string;
   itemButton?: string;
+  /** The default content's "Alice and 2 others" / "×3" part of a grouped item. */
+  group?: string;
   time?: string;
   empty?: string;
   loadMore?: string;
@@ -41,13 +48,19 @@ export interface NotificationBellClassNames {
 
 export interface RenderItemHelpers {
   unread: boolean;
-  /** "2 min. ago", from `created_at`. */
+  /** Stored while the user muted it (`notification.muted`); such items are read. */
+  muted: boolean;
+  /** "2 min. ago", from `updated_at` (the latest merged event) or else `created_at`. */
   relativeTime: string;
   markRead: () => void;
 }
 
 export interface NotificationBellProps {
-  /** Renders one notification's content from its `type` and `data` (the default shows `data.title`, `data.message` or the type). */
+  /**
+   * Renders one notification's content from its `type` and `data` (the default shows
+   * `data.title`, `data.message` or the type, and for a grouped item its actors or count).
+   * Grouped items carry `count`, `actors` and `actor_count`; `formatActors(n)` words them.
+   */
   renderItem?: (notification: Notification, helpers: RenderItemHelpers) => ReactNode;
   /** Called when an item is activated, after it is marked read. */
   onItemClick?: (notification: Notification) => void;
@@ -117,10 +130,27 @@ const BellIcon = () => (
   </svg>
 );
 
-function defaultContent(n: Notification): ReactNode {
+function defaultContent(n: Notification, groupClass: string | undefined): ReactNode {
   const data = (n.data ?? {}) as Record<string, unknown>;
-  const text = [data.title, data.message, data.body].find((v) => typeof v === "string");
-  return (text as string | undefined) ?? n.type;
+  const text = ([data.title, data.message, data.body].find((v) => typeof v === "string") as string | undefined) ?? n.type;
+  const count = n.count ?? 1;
+  if (count <= 1) return text;
+  const named = (n.actors ?? []).length > 0;
+  return (
+    <>
+      {text}{" "}
+      <span className={groupClass} data-testid="belfry-item-group">
+        {named ? (
+          `(${formatActors(n)})`
+        ) : (
+          <>
+            <span aria-hidden="true">×{count}</span>
+            <span style={styles.srOnly}>({count} times)</span>
+          </>
+        )}
+      </span>
+    </>
+  );
 }
 
 /** "3", or "99+" above `max`. */
@@ -268,8 +298,10 @@ export function NotificationBell(props: NotificationBellProps) {
           ) : (
             <ul role="list" className={cn.list} style={style("list")}>
               {notifications.map((n) => {
+                const muted = n.muted === true;
                 const unread = isUnread(n, now);
-                const relativeTime = formatRelativeTime(n.created_at, { now, locale });
+                const at = n.updated_at ?? n.created_at;
+                const relativeTime = formatRelativeTime(at, { now, locale });
                 const activate = () => {
                   if (unread) markRead([n.id]);
                   onItemClick?.(n);
@@ -277,9 +309,11 @@ export function NotificationBell(props: NotificationBellProps) {
                 return (
                   <li
                     key={n.id}
-                    className={[cn.item, unread ? cn.itemUnread : undefined].filter(Boolean).join(" ") || undefined}
+                    className={[cn.item, unread ? cn.itemUnread : undefined, muted ? cn.itemMuted : undefined].filter(Boolean).join(" ") || undefined}
                     data-testid="belfry-item"
                     data-unread={unread ? "true" : "false"}
+                    data-muted={muted ? "true" : undefined}
+                    data-count={(n.count ?? 1) > 1 ? String(n.count) : undefined}
                   >
                     <button
                       type="button"
@@ -289,8 +323,8 @@ export function NotificationBell(props: NotificationBellProps) {
                       style={unstyled ? undefined : { display: "block", width: "100%", textAlign: "left", fontWeight: unread ? 600 : 400 }}
                     >
                       {unread && <span style={styles.srOnly}>Unread: </span>}
-                      {renderItem ? renderItem(n, { unread, relativeTime, markRead: () => markRead([n.id]) }) : defaultContent(n)}{" "}
-                      <time className={cn.time} dateTime={n.created_at} title={new Date(n.created_at).toLocaleString(locale)}>
+                      {renderItem ? renderItem(n, { unread, muted, relativeTime, markRead: () => markRead([n.id]) }) : defaultContent(n, cn.group)}{" "}
+                      <time className={cn.time} dateTime={at} title={new Date(at).toLocaleString(locale)}>
                         {relativeTime}
                       </time>
                     </button>

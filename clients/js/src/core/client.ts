@@ -11,12 +11,15 @@
 //
 // Invariants:
 // - `resumeSeq` is the highest seq this page has received in order (the first page's `last_seq`,
-//   then every notification frame). It is the `since` of the next connection, so a reconnect
-//   neither misses nor repeats a notification; the store drops any duplicate by id and seq.
+//   then every notification and updated frame). It is the `since` of the next connection, so a
+//   reconnect neither misses nor repeats a notification; the store drops any duplicate by id and
+//   seq, and any copy of a grouped item older than the one it holds.
 // - Read-state commands go through the outbox, in order, and leave it only when the server
 //   confirmed them; they are applied to the store optimistically when issued.
 // - Rooms (rooms.ts) are joined again after every `hello`; their frames only travel over the
 //   WebSocket, and their refs come from the same counter, so an `ack` names one frame only.
+// - Preferences (preferences.ts) are kept current by `preferences` frames; those are not
+//   replayed either, so once loaded they are read again after every reconnect.
 // - Nothing reads `window`, `navigator`, `WebSocket`, `EventSource` or `fetch` before `start()`.
 
 import { Backoff } from "./backoff.js";
@@ -27,6 +30,7 @@ import { BelfryError } from "./errors.js";
 import { BelfryHttp } from "./http.js";
 import type { BelfryClientEvents, BelfryClientOptions } from "./options.js";
 import { Outbox } from "./outbox.js";
+import { PreferencesStore, type PreferencesPatch } from "./preferences.js";
 import { Rooms, type Room, type RoomOptions } from "./rooms.js";
 import { NotificationStore, type NotificationsSnapshot } from "./store.js";
 import { TokenSource } from "./token.js";
@@ -40,6 +44,8 @@ import type {
   EventSourceConstructor,
   FetchLike,
   HelloFrame,
+  Notification,
+  Preferences,
   ServerFrame,
   TransportName,
   WebSocketConstructor,
@@ -62,6 +68,8 @@ const TOKEN_RETRY_MS = 5_000;
 export class BelfryClient {
   /** The notifications store; React hooks read it through useSyncExternalStore. */
   readonly store = new NotificationStore();
+  /** The user's preferences; loaded on first use (`getPreferences()`, `usePreferences()`). */
+  readonly preferences: PreferencesStore;
   private readonly events = new Emitter<BelfryClientEvents>();
   private readonly options: BelfryClientOptions;
   private readonly order: TransportName[];
@@ -99,6 +107,10 @@ export class BelfryClient {
     this.pageSize = Math.min(100, Math.max(1, options.pageSize ?? 20));
     this.tokens = new TokenSource(options.getToken, { refreshMarginMs: options.tokenRefreshMarginMs });
     this.http = new BelfryHttp(options.url, this.tokens, () => this.fetchFn());
+    this.preferences = new PreferencesStore({
+      get: () => this.http.preferences(),
+      put: (preferences) => this.http.putPreferences(preferences),
+    });
     this.outbox = new Outbox(() => this.nextRef());
     this.backoff = new Backoff(options.backoff);
     const noWebSocket = this.order.includes("websocket")
@@ -209,6 +221,27 @@ export class BelfryClient {
       });
     this.loadingMore = loading;
     return loading;
+  }
+
+  // ---- preferences ------------------------------------------------------------------------
+
+  /** Reads the user's preferences from Belfry (and updates `preferences`). */
+  getPreferences(): Promise<Preferences> {
+    return this.preferences.load();
+  }
+
+  /**
+   * Replaces the user's preferences: what `preferences` leaves out takes the server's defaults,
+   * not the current values (use `updatePreferences` to change a few). Resolves with what was
+   * stored; a refusal rejects with a BelfryError (`validation`, with `fields`, for bad values).
+   */
+  setPreferences(preferences: Partial<Preferences>): Promise<Preferences> {
+    return this.preferences.set(preferences);
+  }
+
+  /** Changes some preferences, keeping the others; resolves with what was stored. */
+  updatePreferences(patch: PreferencesPatch): Promise<Preferences> {
+    return this.preferences.update(patch);
   }
 
   // ---- connecting -------------------------------------------------------------------------
@@ -400,13 +433,21 @@ export class BelfryClient {
       case "hello":
         this.onHello(frame, generation);
         break;
-      case "notification": {
+      case "notification":
+      case "updated": {
         const n = frame.notification;
         if (!n || typeof n.seq !== "number" || typeof n.id !== "string") return;
         this.resumeSeq = Math.max(this.resumeSeq, n.seq);
-        if (this.store.addNotification(n)) this.events.emit("notification", n);
+        // A known id at a higher seq is a merge, whatever the frame is called (long-poll answers
+        // carry grouped items as plain items): never counted again.
+        const held = this.store.get(n.id);
+        if (frame.type === "updated" || (held && n.seq > held.seq)) this.onUpdated(n);
+        else if (this.store.addNotification(n)) this.events.emit("notification", n);
         break;
       }
+      case "preferences":
+        if (frame.preferences && typeof frame.preferences === "object") this.preferences.receive(frame.preferences);
+        break;
       case "state":
         this.store.applyState(frame);
         this.events.emit("state", frame);
@@ -434,6 +475,10 @@ export class BelfryClient {
     }
   }
 
+  private onUpdated(n: Notification): void {
+    if (this.store.applyUpdate(n)) this.events.emit("updated", n);
+  }
+
   private onHello(frame: HelloFrame, generation: number): void {
     clearTimeout(this.connectTimer);
     this.hadHello = true;
@@ -457,6 +502,7 @@ export class BelfryClient {
     this.joinRooms();
     this.scheduleTokenRefresh();
     if (reconnect || reset) void this.reconcile(generation, reset);
+    if (reconnect && this.preferences.loaded) this.preferences.load().catch(() => undefined);
   }
 
   /**
@@ -559,10 +605,7 @@ export class BelfryClient {
   }
 
   private report(error: unknown): BelfryError {
-    const e =
-      error instanceof BelfryError
-        ? error
-        : new BelfryError("internal", error instanceof Error ? error.message : String(error), { cause: error });
+    const e = BelfryError.from(error);
     this.store.setError(e);
     this.events.emit("error", e);
     return e;

@@ -24,6 +24,12 @@ export class BelfryError extends Error {
     this.closeCode = extra.closeCode;
   }
 
+  /** `error` itself when it is a BelfryError, else an `internal` one that keeps it as `cause`. */
+  static from(error: unknown): BelfryError {
+    if (error instanceof BelfryError) return error;
+    return new BelfryError("internal", error instanceof Error ? error.message : String(error), { cause: error });
+  }
+
   /** Builds the error for a non-2xx HTTP answer from its JSON body (when it has one). */
   static fromBody(status: number, body: unknown): BelfryError {
     const error = (body as Partial<ErrorBody> | null)?.error;

@@ -1,10 +1,10 @@
-// The client half of Belfry's HTTP API (`/v1/me/...` and long-poll), authenticated with the
+// The client half of Belfry's HTTP API (`/v1/me/...`, preferences and long-poll), authenticated with the
 // user's JWT. A 401 invalidates the token and retries once with a fresh one; a second 401 is
 // reported, so a broken token source cannot loop.
 
 import { BelfryError } from "./errors.js";
 import type { TokenSource } from "./token.js";
-import type { Command, FetchLike, NotificationPage, PollResponse } from "./types.js";
+import type { Command, FetchLike, NotificationPage, PollResponse, Preferences } from "./types.js";
 import { httpUrl, type Query } from "./url.js";
 
 export interface ChangeResult {
@@ -39,6 +39,15 @@ export class BelfryHttp {
   command(command: Command): Promise<ChangeResult> {
     const body = command.type === "mark_all_read" ? undefined : { ids: command.ids };
     return this.request<ChangeResult>("POST", COMMAND_ROUTES[command.type], { body });
+  }
+
+  preferences(): Promise<Preferences> {
+    return this.request<Preferences>("GET", "/v1/me/preferences");
+  }
+
+  /** Stores `preferences` whole: missing top-level fields take the server's defaults. */
+  putPreferences(preferences: Partial<Preferences>): Promise<Preferences> {
+    return this.request<Preferences>("PUT", "/v1/me/preferences", { body: preferences });
   }
 
   poll(after: number, timeoutSecs: number, signal?: AbortSignal): Promise<PollResponse> {

@@ -9,6 +9,17 @@ export {
   type RoomStatus,
 } from "./rooms.js";
 export { NotificationStore, isUnread, type NotificationsSnapshot } from "./store.js";
+export {
+  DEFAULT_PREFERENCES,
+  PreferencesStore,
+  applyPreferencesPatch,
+  isMuted,
+  normalizePreferences,
+  type PreferencesBackend,
+  type PreferencesPatch,
+  type PreferencesSnapshot,
+} from "./preferences.js";
+export { ENGLISH_ACTOR_WORDS, formatActors, type ActorWords } from "./actors.js";
 export { Backoff, type BackoffOptions } from "./backoff.js";
 export { CloseCode, ErrorCode, adviceFor, type CloseAdvice } from "./codes.js";
 export { BelfryError } from "./errors.js";

@@ -43,6 +43,11 @@ export interface BelfryClientEvents {
   status: (status: ConnectionStatus) => void;
   /** A notification this page had not seen, live or caught up after a reconnect. */
   notification: (notification: Notification) => void;
+  /**
+   * A grouped notification changed (an event was merged into it) and moved to its new `seq`:
+   * replaced in the list, or added when this page did not hold it. The unread count stays.
+   */
+  updated: (notification: Notification) => void;
   /** Read state changed, from any tab, device or the HTTP API. */
   state: (frame: StateFrame) => void;
   hello: (frame: HelloFrame) => void;

@@ -8,6 +8,14 @@
 // increments the count only when it is newer than what the last authoritative count included.
 // This is what keeps a resumed connection (hello says 3, then the 3 missed notifications follow)
 // from counting 6.
+//
+// Grouping. The server may merge an event into an existing unread item: the item keeps its `id`
+// and gets a new, higher `seq` (the old one is gone for good). Such an item arrives as an
+// `updated` frame, or, over long-poll, as an ordinary item whose id is already known. Either
+// way it replaces the held copy (`applyUpdate`) and moves to its new place, and the unread count
+// does not change: the server only merges into unread items, which every count already includes.
+// The dedupe sets follow: `byId` points at the new copy, `seqs` loses the old seq and gains the
+// new one. A copy older than the one held (a lower seq for a known id) is stale and ignored.
 
 import type { ConnectionStatus, Notification, NotificationPage, StateFrame, TransportName } from "./types.js";
 
@@ -117,7 +125,12 @@ export class NotificationStore {
    * expired meanwhile and are dropped; older local items (from `loadMore`) are kept.
    */
   applyFirstPage(page: NotificationPage, { counts }: { counts: boolean }): void {
-    const fresh = page.notifications;
+    // A grouped item may have moved on since the page was read (an `updated` frame that arrived
+    // while the request was out): the copy with the higher seq is the newer one.
+    const fresh = page.notifications.map((n) => {
+      const held = this.byId.get(n.id);
+      return held && held.seq > n.seq ? held : n;
+    });
     const oldestInPage = fresh.length > 0 ? Math.min(...fresh.map((n) => n.seq)) : Infinity;
     const pageIsEverything = page.next_cursor === null;
     const freshIds = new Set(fresh.map((n) => n.id));
@@ -153,6 +166,9 @@ export class NotificationStore {
    * Returns false for a duplicate (same id or seq), which the list ignores.
    */
   addNotification(n: Notification): boolean {
+    // A known id at a higher seq is a merge (long-poll carries grouped items as plain items).
+    const held = this.byId.get(n.id);
+    if (held && n.seq > held.seq) return this.applyUpdate(n);
     let counted = false;
     if (n.seq > this.countedThrough) {
       this.countedThrough = n.seq;
@@ -174,6 +190,34 @@ export class NotificationStore {
     }
     if (counted || !duplicate) this.changed();
     return !duplicate;
+  }
+
+  /**
+   * A grouped item at its new seq (an `updated` frame): replaces the copy with the same id and
+   * moves it to its new place, or inserts it when this page did not hold it (it was older than
+   * the pages loaded). Never changes the unread count. Returns false when nothing changed: a
+   * copy no newer than the one held, or a seq that another item holds.
+   */
+  applyUpdate(n: Notification): boolean {
+    const held = this.byId.get(n.id);
+    if (held && held.seq >= n.seq) return false;
+    if (this.seqs.has(n.seq)) return false;
+    // The count already includes this item, so it stays as it is; what it covers now reaches
+    // the new seq too (the item's old seq is no longer in the inbox).
+    this.countedThrough = Math.max(this.countedThrough, n.seq);
+    // A read applied here but not yet confirmed (a queued `mark_read`) stays applied: the server
+    // merges only into unread items, so its copy cannot know about that read yet.
+    const next = held && held.read_at != null && n.read_at == null ? { ...n, read_at: held.read_at } : n;
+    const items = held ? this.items.filter((x) => x.id !== n.id) : this.items.slice();
+    if (held) this.seqs.delete(held.seq);
+    let i = 0;
+    while (i < items.length && items[i]!.seq > next.seq) i += 1;
+    items.splice(i, 0, next);
+    this.items = items;
+    this.byId.set(next.id, next);
+    this.seqs.add(next.seq);
+    this.changed();
+    return true;
   }
 
   /** The server's counts include everything up to `seq` (used when its count is not applied). */

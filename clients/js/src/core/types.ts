@@ -11,8 +11,23 @@ export interface Notification<Data = Record<string, unknown>> {
   /** The app's event type, e.g. `comment.created`. */
   type: string;
   data: Data;
+  /** App-chosen; events with the same key may be merged into one item (see `count`). */
   group_key?: string | null;
+  /** When the item was first stored (its first event). */
   created_at: string;
+  /** When the last event was merged into it; null (or absent from older servers) if never. */
+  updated_at?: string | null;
+  /** Events merged into this item: 1 when ungrouped (absent from older servers: read it as 1). */
+  count?: number;
+  /** Distinct actors of the merged events, most recent first, at most 10 listed. */
+  actors?: string[];
+  /** Distinct actors merged so far (>= `actors.length`). */
+  actor_count?: number;
+  /**
+   * True when it was stored while the user's preferences muted it. Muted items are stored
+   * already read, never sent live, and only show up in history pages.
+   */
+  muted?: boolean;
   seen_at: string | null;
   read_at: string | null;
   archived_at: string | null;
@@ -37,6 +52,22 @@ export interface NotificationFrame {
   type: "notification";
   seq: number;
   notification: Notification;
+}
+
+/**
+ * A grouped item changed: an event was merged into it (live, or found by a resume catch-up). It
+ * carries the whole item at its new `seq`. Never changes the unread count.
+ */
+export interface UpdatedFrame {
+  type: "updated";
+  seq: number;
+  notification: Notification;
+}
+
+/** The user's preferences changed (from any tab, device or the backend API). No seq. */
+export interface PreferencesFrame {
+  type: "preferences";
+  preferences: Preferences;
 }
 
 export interface StateFrame {
@@ -97,6 +128,8 @@ export interface RoomMessageFrame<Data = unknown> {
 export type ServerFrame =
   | HelloFrame
   | NotificationFrame
+  | UpdatedFrame
+  | PreferencesFrame
   | StateFrame
   | JoinedFrame
   | PresenceFrame
@@ -136,6 +169,24 @@ export interface PollResponse {
   notifications: Notification[];
   last_seq: number;
   unread_count: number;
+}
+
+/** A delivery channel a preference can switch off. */
+export type PreferenceChannel = "in_app" | "web_push";
+
+/** Per-type overrides: a missing channel inherits `Preferences.channels`. */
+export type TypePreferences = Partial<Record<PreferenceChannel, boolean>>;
+
+/** `GET /v1/me/preferences`: what the user wants delivered, and how. */
+export interface Preferences {
+  /** Global mute: nothing live, nothing pushed (still stored, as muted). */
+  muted: boolean;
+  /** Muted until then (RFC 3339), then automatically unmuted; null when not set. */
+  mute_until: string | null;
+  /** Defaults for every type. */
+  channels: Record<PreferenceChannel, boolean>;
+  /** Per type name, e.g. `{"post.liked": {"in_app": false}}`. */
+  types: Record<string, TypePreferences>;
 }
 
 /** The body of every HTTP error answer. */

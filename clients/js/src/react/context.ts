@@ -11,7 +11,7 @@ export function useBelfryClient(): BelfryClient {
   if (!client) {
     throw new Error(
       "belfry: useBelfryClient() (and useNotifications, useUnreadCount, useConnectionState, " +
-        "useRoom, NotificationBell) must be rendered inside <BelfryProvider>. Wrap your app, e.g. " +
+        "useRoom, usePreferences, NotificationBell) must be rendered inside <BelfryProvider>. Wrap your app, e.g. " +
         "<BelfryProvider options={{ url, getToken }}>…</BelfryProvider>, or pass an existing " +
         "client: <BelfryProvider client={client}>.",
     );

@@ -6,6 +6,7 @@ export { useBelfrySnapshot, useNotifications, type UseNotificationsResult } from
 export { useUnreadCount } from "./useUnreadCount.js";
 export { useConnectionState } from "./useConnectionState.js";
 export { useRoom, type UseRoomOptions, type UseRoomResult } from "./useRoom.js";
+export { usePreferences, type UsePreferencesResult } from "./usePreferences.js";
 export {
   NotificationBell,
   type NotificationBellClassNames,

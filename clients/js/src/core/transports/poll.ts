@@ -1,6 +1,7 @@
 // Long-poll transport, the last resort behind proxies that break both WebSocket and SSE.
 // It reads the unread count first (standing in for `hello`), then asks `GET /v1/poll` for
-// notifications after the last seq it saw, again and again. It has no `state` frames: the unread
+// notifications after the last seq it saw, again and again. Grouped items (count > 1) are
+// handed on as `updated` frames, as the WebSocket and SSE would have carried them. It has no `state` frames: the unread
 // count comes with every poll answer, and read state is refreshed when the client reconnects.
 
 import { BelfryError } from "../errors.js";
@@ -40,7 +41,9 @@ export const pollTransport: TransportFactory = (context: TransportContext, event
       if (ended) return;
       for (const notification of answer.notifications) {
         if (ended) return;
-        events.frame({ type: "notification", seq: notification.seq, notification });
+        // The server sends a grouped item (count > 1) as `updated` on the other transports.
+        const type = (notification.count ?? 1) > 1 ? "updated" : "notification";
+        events.frame({ type, seq: notification.seq, notification });
         after = Math.max(after, notification.seq);
       }
       after = Math.max(after, answer.last_seq);

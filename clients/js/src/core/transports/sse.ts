@@ -8,7 +8,7 @@ import { httpUrl } from "../url.js";
 import { parseFrame, type TransportContext, type TransportEvents, type TransportFactory } from "./types.js";
 
 /** The frame types Belfry sends as SSE events (the `event:` field is the frame's `type`). */
-const EVENTS: ServerFrame["type"][] = ["hello", "notification", "state", "pong", "ack", "error"];
+const EVENTS: ServerFrame["type"][] = ["hello", "notification", "updated", "preferences", "state", "pong", "ack", "error"];
 
 export const sseTransport: TransportFactory = (context: TransportContext, events: TransportEvents) => {
   let source: EventSourceLike | null = null;

@@ -23,6 +23,29 @@ impl Dialect {
         }
     }
 
+    /// The `n`-th bind parameter of a statement whose parameters all appear once, in order.
+    /// SQLite gets an anonymous `?`: a numbered one has a name, and SQLite finds a name by a
+    /// linear search, which sqlx does for every parameter it binds, so a statement with
+    /// thousands of numbered parameters costs quadratic time to bind.
+    fn positional(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// `column` is one of `count` values bound from the first parameter on, the statement's
+    /// only parameters (see [`Dialect::positional`]).
+    fn only_among(self, column: &str, pg_type: &str, count: usize) -> String {
+        match self {
+            Dialect::Sqlite => {
+                let list = vec!["?"; count].join(", ");
+                format!("{column} IN ({list})")
+            }
+            Dialect::Postgres => self.among(column, pg_type, 1, count).0,
+        }
+    }
+
     /// The columns `rows::NotificationRow` reads, as text where PostgreSQL stores a richer type.
     fn columns(self) -> &'static str {
         match self {
@@ -150,7 +173,7 @@ pub(super) fn set_state(d: Dialect, change: StateChange, count: usize) -> (Strin
     }
 }
 
-/// `rows` parenthesised tuples of `width` numbered parameters each, from `?1` on (SQLite).
+/// `rows` parenthesised tuples of `width` parameters each, the statement's only ones.
 fn value_rows(d: Dialect, width: usize, rows: usize) -> String {
     let mut sql = String::new();
     for row in 0..rows {
@@ -159,7 +182,7 @@ fn value_rows(d: Dialect, width: usize, rows: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&d.param(row * width + column + 1));
+            sql.push_str(&d.positional(row * width + column + 1));
         }
         sql.push(')');
     }
@@ -169,7 +192,7 @@ fn value_rows(d: Dialect, width: usize, rows: usize) -> String {
 /// The last seqs of `count` users, as `(user_id, last_seq)`. Binds: the users (see
 /// [`Dialect::among`]).
 pub(super) fn last_seqs(d: Dialect, count: usize) -> String {
-    let (users, _) = d.among("user_id", "text", 1, count);
+    let users = d.only_among("user_id", "text", count);
     format!("SELECT user_id, last_seq FROM user_seqs WHERE {users}")
 }
 
@@ -248,7 +271,7 @@ pub(super) fn merge_into_group(d: Dialect) -> String {
 /// The stored preferences documents of `count` users. Binds: the users (see
 /// [`Dialect::among`]).
 pub(super) fn preferences(d: Dialect, count: usize) -> String {
-    let (users, _) = d.among("user_id", "text", 1, count);
+    let users = d.only_among("user_id", "text", count);
     format!("SELECT user_id, preferences FROM user_preferences WHERE {users}")
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::sse::{KeepAlive, Sse};
@@ -39,8 +40,16 @@ pub struct WsParams {
 pub async fn ws(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<WsParams>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // A request that is no WebSocket handshake gets the same JSON error body as every other.
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            let message = format!("not a WebSocket handshake: {}", rejection.body_text());
+            return ApiError::new(ErrorCode::BadRequest, message).into_response();
+        }
+    };
     let supported = params.v.is_none_or(|v| v == VERSION);
     let tasks = state.tasks.clone();
     configure(upgrade, &state).on_upgrade(move |socket| {

@@ -3,10 +3,56 @@
 # Debian packages (chromium for the browser tests, redis-server, nats-server, postgresql),
 # cargo-nextest, tansu (a Kafka-API broker), and the npm packages of clients/js, demo and e2e.
 # Safe to run again: each step is skipped when its result is already there.
+#
+#   scripts/install-deps.sh                         everything
+#   scripts/install-deps.sh --hardening             only what scripts/hardening.sh needs
+#   scripts/install-deps.sh --print-hardening-venv  where its Python tools live
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m[install-deps]\033[0m %s\n' "$*"; }
+
+# scripts/hardening.sh's tools: cargo-deny, cargo-fuzz, and in a virtualenv outside the work tree
+# (kept across clones on one machine) the Autobahn runner kosoku and schemathesis, pinned.
+HARDENING_VENV=${BELFRY_HARDENING_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/belfry/hardening-venv}
+HARDENING_PY=(kosoku==0.1.0 schemathesis==4.32.5)
+install_hardening() {
+  if ! cargo deny --version >/dev/null 2>&1; then
+    log "cargo install cargo-deny"
+    cargo install --locked cargo-deny
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "cargo install cargo-fuzz"
+    cargo install --locked cargo-fuzz
+  fi
+  local stamp="$HARDENING_VENV/.belfry-packages"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${HARDENING_PY[*]}" ]; then
+    log "hardening Python tools present ($HARDENING_VENV)"
+    return 0
+  fi
+  log "pip install ${HARDENING_PY[*]} into $HARDENING_VENV"
+  mkdir -p "$(dirname "$HARDENING_VENV")"
+  python3 -m venv "$HARDENING_VENV" 2>/dev/null || {
+    # Debian's python3 without python3-venv: install it, then retry.
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$HARDENING_VENV"
+  }
+  "$HARDENING_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${HARDENING_PY[@]}"
+  echo "${HARDENING_PY[*]}" >"$stamp"
+}
+
+case "${1:-}" in
+  --print-hardening-venv)
+    echo "$HARDENING_VENV"
+    exit 0
+    ;;
+  --hardening)
+    install_hardening
+    exit 0
+    ;;
+esac
 
 apt_missing=()
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
@@ -75,4 +121,5 @@ npm_install() {
 npm_install clients/js
 npm_install demo
 npm_install e2e
+install_hardening
 log "done"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Belfry: formatting and lints, the Rust unit and integration suites (on
-# SQLite, then on PostgreSQL), the TypeScript SDK's tests, and the browser end-to-end tests.
+# SQLite, then on PostgreSQL), the quick hardening suites, the TypeScript SDK's tests, and the
+# browser end-to-end tests.
 # This is the README's test command and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,9 @@ cargo test --doc --locked
 step "benchmark smoke run (each scenario for ~2 s; fails on any loss or duplicate)"
 cargo build --locked --bin belfry --bin belfry-bench
 target/debug/belfry-bench --server-bin target/debug/belfry --no-progress smoke
+
+step "hardening suites, quick (cargo deny, fuzz, Autobahn, schemathesis, soak)"
+scripts/hardening.sh --quick
 
 if [ -f clients/js/package.json ]; then
   step "TypeScript SDK"

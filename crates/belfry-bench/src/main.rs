@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clients::ConnectOptions;
 use crate::progress::Progress;
-use crate::scenario::{Setup, hold, latency, smoke, throughput};
+use crate::scenario::{Setup, hold, latency, smoke, soak, throughput};
 use crate::target::{TargetSpec, parse_setting};
 
 /// Load generator for Belfry.
@@ -134,6 +134,10 @@ enum Scenario {
     /// Every scenario for ~2 s with tiny numbers on one server; exits non-zero on any loss,
     /// duplicate, reorder, failure or dropped connection (for CI).
     Smoke,
+    /// Connect/publish/disconnect churn for a bounded time; exits non-zero when the server's
+    /// RSS grew past the bound, connections or descriptors were left behind, or anything was
+    /// lost.
+    Soak(soak::Args),
 }
 
 fn secs(value: f64, name: &str) -> anyhow::Result<Duration> {
@@ -175,6 +179,7 @@ fn connections_needed(scenario: &Scenario) -> usize {
         Scenario::Throughput { users, .. } | Scenario::Latency { users, .. } => *users,
         Scenario::Hold { connections, .. } => connections.iter().copied().max().unwrap_or(0),
         Scenario::Smoke => 1000,
+        Scenario::Soak(args) => args.users,
     }
 }
 
@@ -236,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             report_rows(&hold::run(&setup, &params).await?)
         }
+        Scenario::Soak(args) => soak::main(&setup, &args).await,
         Scenario::Smoke => {
             let problems = smoke::run(&setup).await?;
             if problems.is_empty() {

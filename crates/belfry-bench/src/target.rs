@@ -137,6 +137,11 @@ impl Target {
         format!("ws://{}/v1/ws?token={token}", self.addr)
     }
 
+    /// The server's PID, when known.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     /// The server's resident memory in KiB, when its PID is known.
     pub fn rss_kib(&self) -> Option<u64> {
         self.pid.and_then(rss_kib)

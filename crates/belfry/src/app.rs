@@ -103,11 +103,14 @@ impl App {
     ) -> Result<Self, AppError> {
         let metrics = Arc::new(Metrics::new());
         let store = open_store(&config).await?;
-        let hub = Arc::new(Hub::new(
-            config.ws.outbox_frames,
-            config.ws.max_connections_per_user,
-            Arc::clone(&metrics),
-        ));
+        let hub = Arc::new(
+            Hub::new(
+                config.ws.outbox_frames,
+                config.ws.max_connections_per_user,
+                Arc::clone(&metrics),
+            )
+            .with_max_per_node(config.ws.max_connections_per_node),
+        );
         let broker = open_broker(&config, &hub, &metrics, &shutdown).await?;
         let pusher = Pusher::start(
             &config.push,
@@ -216,12 +219,11 @@ impl App {
         let router = crate::http::router(state.clone());
         let stop = state.shutdown.clone();
         tracing::info!(%addr, "belfry listening");
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+        let timeouts = crate::listener::Timeouts {
+            header_read: Duration::from_secs(state.config.http.header_read_timeout_secs),
+            drain: DRAIN_TIMEOUT,
+        };
+        crate::listener::serve(listener, router, timeouts, stop).await;
         state.tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
             .await
@@ -234,7 +236,7 @@ impl App {
         }
         state.store.close().await;
         tracing::info!("belfry stopped");
-        served.map_err(|source| AppError::Listen { addr, source })
+        Ok(())
     }
 }
 

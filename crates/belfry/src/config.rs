@@ -49,6 +49,8 @@ pub struct Config {
     pub database_url: String,
     /// Fan-out between nodes.
     pub broker: BrokerConfig,
+    /// The HTTP server's connection timeouts.
+    pub http: HttpConfig,
     /// Credentials.
     pub auth: AuthConfig,
     /// Live connections (WebSocket and SSE).
@@ -83,6 +85,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://belfry-data/belfry.db".into(),
             broker: BrokerConfig::default(),
+            http: HttpConfig::default(),
             auth: AuthConfig::default(),
             ws: WsConfig::default(),
             poll: PollConfig::default(),
@@ -131,6 +134,25 @@ impl Default for BrokerConfig {
             kind: BrokerKind::Local,
             url: None,
             prefix: "belfry".into(),
+        }
+    }
+}
+
+/// The HTTP server's connection timeouts (see `listener`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time a client has to send a request's complete headers, in seconds, counted from the
+    /// connection's start or the previous response: a slow (slowloris) or silent client is
+    /// disconnected after it, and so is a keep-alive connection idle for that long. It covers
+    /// the WebSocket opening handshake too. Default 10.
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -205,6 +227,18 @@ pub struct WsConfig {
     pub max_frame_bytes: usize,
     /// Live connections one user may hold on this node (4429 beyond). Default 100.
     pub max_connections_per_user: usize,
+    /// Live connections (WebSocket, SSE, waiting long-polls) of all users on this node (4429 /
+    /// 429 beyond). Default 100000.
+    pub max_connections_per_node: usize,
+    /// Frames per second a WebSocket client may send, sustained (text, binary, ping and pong
+    /// alike); over the limit the connection is closed with 4011. 0 turns it off. Default 50.
+    pub max_frames_per_second: u32,
+    /// Frames a WebSocket client may send at once, above the sustained rate. Default 100.
+    pub frames_burst: u32,
+    /// Serves `/v1/ws/echo`: an unauthenticated WebSocket that echoes every message, with the
+    /// same limits as `/v1/ws`, for the Autobahn conformance suite (`scripts/hardening.sh`).
+    /// Never enable it in production. Default false.
+    pub echo_endpoint: bool,
 }
 
 impl Default for WsConfig {
@@ -215,6 +249,10 @@ impl Default for WsConfig {
             outbox_frames: 256,
             max_frame_bytes: 64 * 1024,
             max_connections_per_user: 100,
+            max_connections_per_node: 100_000,
+            max_frames_per_second: 50,
+            frames_burst: 100,
+            echo_endpoint: false,
         }
     }
 }
@@ -607,6 +645,11 @@ impl Config {
         if self.ws.heartbeat_interval_secs == 0 {
             return Err(ConfigError::Unusable(
                 "ws.heartbeat_interval_secs must be at least 1".into(),
+            ));
+        }
+        if self.http.header_read_timeout_secs == 0 {
+            return Err(ConfigError::Unusable(
+                "http.header_read_timeout_secs must be at least 1".into(),
             ));
         }
         if self.ws.outbox_frames == 0 {

@@ -24,6 +24,7 @@
 //! | [`ratelimit`] | per-API-key and per-recipient rate limits |
 //! | [`http`] | routes, extractors, the single error → HTTP mapping, OpenAPI |
 //! | [`app`] | wiring, listener, graceful shutdown |
+//! | [`listener`] | the HTTP/1.1 accept loop: header-read timeout, connection draining |
 //! | [`config`] | the typed, layered configuration |
 //! | [`telemetry`] | logs and metrics |
 //! | [`demo`] | the demo blog of `belfry demo` |
@@ -37,6 +38,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod intake;
+pub mod listener;
 pub mod model;
 pub mod notifier;
 pub mod preferences;

@@ -34,6 +34,8 @@ pub enum CloseCode {
     HeartbeatTimeout = 4009,
     /// The server is shutting down; reconnect with backoff and `since`.
     Shutdown = 4010,
+    /// The client sent frames faster than `ws.max_frames_per_second` allows.
+    TooManyFrames = 4011,
     /// The user or the node has too many connections.
     TooManyConnections = 4429,
     /// The client broke the protocol; do not reconnect.
@@ -44,7 +46,7 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// Every code, for documentation and the SDK comparison test.
-    pub const ALL: [CloseCode; 11] = [
+    pub const ALL: [CloseCode; 12] = [
         CloseCode::Normal,
         CloseCode::MessageTooBig,
         CloseCode::Internal,
@@ -53,6 +55,7 @@ impl CloseCode {
         CloseCode::Slow,
         CloseCode::HeartbeatTimeout,
         CloseCode::Shutdown,
+        CloseCode::TooManyFrames,
         CloseCode::TooManyConnections,
         CloseCode::ProtocolError,
         CloseCode::UnsupportedVersion,
@@ -74,6 +77,7 @@ impl CloseCode {
             CloseCode::Slow => "slow",
             CloseCode::HeartbeatTimeout => "heartbeat timeout",
             CloseCode::Shutdown => "shutdown",
+            CloseCode::TooManyFrames => "too many frames",
             CloseCode::TooManyConnections => "too many connections",
             CloseCode::ProtocolError => "protocol error",
             CloseCode::UnsupportedVersion => "unsupported version",
@@ -91,6 +95,7 @@ impl CloseCode {
             CloseCode::Slow => "Slow",
             CloseCode::HeartbeatTimeout => "HeartbeatTimeout",
             CloseCode::Shutdown => "Shutdown",
+            CloseCode::TooManyFrames => "TooManyFrames",
             CloseCode::TooManyConnections => "TooManyConnections",
             CloseCode::ProtocolError => "ProtocolError",
             CloseCode::UnsupportedVersion => "UnsupportedVersion",

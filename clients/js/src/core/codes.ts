@@ -12,6 +12,7 @@ export const CloseCode = {
   Slow: 4008,
   HeartbeatTimeout: 4009,
   Shutdown: 4010,
+  TooManyFrames: 4011,
   TooManyConnections: 4429,
   ProtocolError: 4500,
   UnsupportedVersion: 4501,

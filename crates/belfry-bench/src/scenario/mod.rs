@@ -5,6 +5,7 @@
 pub mod hold;
 pub mod latency;
 pub mod smoke;
+pub mod soak;
 pub mod throughput;
 
 use std::future::Future;

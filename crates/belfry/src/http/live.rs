@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::sse::{KeepAlive, Sse};
@@ -39,11 +40,52 @@ pub struct WsParams {
 pub async fn ws(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<WsParams>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let max = state.config.ws.max_frame_bytes;
+    // A request that is no WebSocket handshake gets the same JSON error body as every other.
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            let message = format!("not a WebSocket handshake: {}", rejection.body_text());
+            return ApiError::new(ErrorCode::BadRequest, message).into_response();
+        }
+    };
     let supported = params.v.is_none_or(|v| v == VERSION);
     let tasks = state.tasks.clone();
+    configure(upgrade, &state).on_upgrade(move |socket| {
+        tasks.track_future(async move {
+            if !supported {
+                close_with(socket, CloseCode::UnsupportedVersion).await;
+                return;
+            }
+            let params = Params {
+                token: params.token,
+                since: params.since,
+            };
+            let (sink, stream) = socket.split();
+            let sink = sink.with(|out: Outbound| async move {
+                Ok::<_, axum::Error>(match out {
+                    Outbound::Text(text) => Message::Text((&*text).into()),
+                    Outbound::Ping => Message::Ping(Bytes::new()),
+                    Outbound::Close(code) => close_message(code),
+                })
+            });
+            let stream = stream.map(|message| match message {
+                Ok(Message::Text(text)) => Inbound::Text(text.to_string()),
+                Ok(Message::Close(_)) => Inbound::Closed,
+                Ok(_) => Inbound::Activity,
+                Err(e) if is_capacity_error(&e) => Inbound::TooBig,
+                Err(_) => Inbound::Closed,
+            });
+            transport::ws::run(state, params, Box::pin(sink), Box::pin(stream)).await;
+        })
+    })
+}
+
+/// The socket settings of every WebSocket this server accepts (`/v1/ws`, and the conformance
+/// echo): buffer sizes and frame limits.
+pub(super) fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+    let max = state.config.ws.max_frame_bytes;
     // Small buffers: tungstenite's defaults (128 KiB read buffer, zero-filled) made every idle
     // connection cost ~130 KiB of RSS; 4 KiB brings it to ~11 KiB (docs/benchmarks.md).
     upgrade
@@ -51,34 +93,6 @@ pub async fn ws(
         .write_buffer_size(0)
         .max_message_size(max.saturating_mul(2).max(1024))
         .max_frame_size(max.saturating_mul(2).max(1024))
-        .on_upgrade(move |socket| {
-            tasks.track_future(async move {
-                if !supported {
-                    close_with(socket, CloseCode::UnsupportedVersion).await;
-                    return;
-                }
-                let params = Params {
-                    token: params.token,
-                    since: params.since,
-                };
-                let (sink, stream) = socket.split();
-                let sink = sink.with(|out: Outbound| async move {
-                    Ok::<_, axum::Error>(match out {
-                        Outbound::Text(text) => Message::Text((&*text).into()),
-                        Outbound::Ping => Message::Ping(Bytes::new()),
-                        Outbound::Close(code) => close_message(code),
-                    })
-                });
-                let stream = stream.map(|message| match message {
-                    Ok(Message::Text(text)) => Inbound::Text(text.to_string()),
-                    Ok(Message::Close(_)) => Inbound::Closed,
-                    Ok(_) => Inbound::Activity,
-                    Err(e) if is_capacity_error(&e) => Inbound::TooBig,
-                    Err(_) => Inbound::Closed,
-                });
-                transport::ws::run(state, params, Box::pin(sink), Box::pin(stream)).await;
-            })
-        })
 }
 
 fn close_message(code: CloseCode) -> Message {

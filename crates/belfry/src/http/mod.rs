@@ -3,6 +3,7 @@
 //! of its own and holds no business rule.
 
 mod api;
+mod conformance;
 mod error;
 mod extract;
 mod inbox;
@@ -64,6 +65,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() });
     if state.demo.is_some() {
         router = router.merge(crate::demo::router());
+    }
+    if state.config.ws.echo_endpoint {
+        router = router.route("/v1/ws/echo", get(conformance::echo));
     }
     router
         .layer(DefaultBodyLimit::max(body_limit))

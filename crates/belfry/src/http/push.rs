@@ -92,6 +92,7 @@ pub struct Unsubscribe {
     security(("user_jwt" = [])),
     responses(
         (status = 204, description = "Removed"),
+        (status = 400, body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
         (status = 404, body = super::error::ErrorBody),
     ))]

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -37,6 +37,9 @@ pub enum RegisterError {
     /// The user already holds the configured maximum of connections on this node.
     #[error("user has {0} connections on this node already")]
     TooManyConnections(usize),
+    /// The node already holds `ws.max_connections_per_node` connections of all users.
+    #[error("this node has {0} connections already")]
+    NodeFull(usize),
 }
 
 /// The registry. Cheap to share: wrap it in an `Arc`.
@@ -47,6 +50,9 @@ pub struct Hub {
     next_id: AtomicU64,
     outbox_frames: usize,
     max_per_user: usize,
+    max_per_node: usize,
+    /// Registrations on this node, all users (checked against `max_per_node`).
+    live: AtomicUsize,
     metrics: Arc<Metrics>,
 }
 
@@ -60,8 +66,16 @@ impl Hub {
             next_id: AtomicU64::new(1),
             outbox_frames: outbox_frames.max(1),
             max_per_user,
+            max_per_node: usize::MAX,
+            live: AtomicUsize::new(0),
             metrics,
         }
+    }
+
+    /// The same hub, holding at most `max` connections of all users at once.
+    pub fn with_max_per_node(mut self, max: usize) -> Self {
+        self.max_per_node = max;
+        self
     }
 
     fn shard(&self, user: &UserId) -> MutexGuard<'_, Shard> {
@@ -80,10 +94,21 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.outbox_frames);
         let slow = CancellationToken::new();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Reserve a node-wide slot first; give it back if the user is over their own limit.
+        let max_node = self.max_per_node;
+        if let Err(live) = self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max_node).then_some(n + 1)
+            })
+        {
+            return Err(RegisterError::NodeFull(live));
+        }
         {
             let mut shard = self.shard(user);
             let conns = shard.entry(user.clone()).or_default();
             if conns.len() >= self.max_per_user {
+                self.live.fetch_sub(1, Ordering::AcqRel);
                 return Err(RegisterError::TooManyConnections(conns.len()));
             }
             conns.push(Conn {
@@ -111,6 +136,7 @@ impl Hub {
             }
         }
         drop(shard);
+        self.live.fetch_sub(1, Ordering::AcqRel);
         self.metrics.connections.dec();
     }
 
@@ -267,5 +293,33 @@ mod tests {
             hub.register(&alice),
             Err(RegisterError::TooManyConnections(1))
         ));
+    }
+
+    #[test]
+    fn the_per_node_limit_counts_every_user_and_frees_slots_on_drop() {
+        let hub = Arc::new(Hub::new(2, 10, Arc::new(Metrics::new())).with_max_per_node(2));
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let carol = UserId::parse("carol").unwrap();
+        let a = hub.register(&alice).unwrap();
+        let _b = hub.register(&bob).unwrap();
+        assert!(matches!(
+            hub.register(&carol),
+            Err(RegisterError::NodeFull(2))
+        ));
+        drop(a);
+        assert!(hub.register(&carol).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_for_the_user_limit_does_not_use_up_a_node_slot() {
+        let hub = Arc::new(Hub::new(2, 1, Arc::new(Metrics::new())).with_max_per_node(2));
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let _a = hub.register(&alice).unwrap();
+        for _ in 0..3 {
+            assert!(hub.register(&alice).is_err());
+        }
+        assert!(hub.register(&bob).is_ok());
     }
 }

@@ -11,10 +11,10 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
 use crate::app::AppState;
 use crate::auth::User;
-use crate::hub::RegisterError;
 use crate::model::{NotificationId, Seq, StateChange, UserId};
 use crate::protocol::{ClientFrame, CloseCode, ErrorCode, Event, ServerFrame};
 use crate::rooms::Memberships;
+use crate::transport::budget::FrameBudget;
 use crate::transport::{Feed, OpenError};
 
 /// Longest a single socket write may take before the connection is given up as dead.
@@ -77,14 +77,15 @@ where
     R: Stream<Item = Inbound> + Unpin + Send,
 {
     let max_frame = state.config.ws.max_frame_bytes;
-    let (user, since) = match authenticate(state, params, stream, max_frame).await {
+    let budget = FrameBudget::new(&state.config.ws);
+    let (user, since) = match authenticate(state, params, stream, max_frame, &budget).await {
         Ok(found) => found,
         Err(stop) => return stop,
     };
     let heartbeat = Duration::from_secs(state.config.ws.heartbeat_interval_secs);
     let (mut feed, hello) = match Feed::open(state, &user.id, since).await {
         Ok(opened) => opened,
-        Err(OpenError::Register(RegisterError::TooManyConnections(_))) => {
+        Err(OpenError::Register(_)) => {
             return Stop::Close(CloseCode::TooManyConnections);
         }
         Err(OpenError::Store(e)) => {
@@ -113,6 +114,7 @@ where
                 last_heard = Instant::now();
                 let text = match inbound {
                     None | Some(Inbound::Closed) => return Stop::Gone,
+                    Some(_) if !budget.admit() => return Stop::Close(CloseCode::TooManyFrames),
                     Some(Inbound::TooBig) => return Stop::Close(CloseCode::MessageTooBig),
                     Some(Inbound::Activity) => continue,
                     Some(Inbound::Text(text)) => text,
@@ -185,6 +187,7 @@ async fn authenticate<R>(
     params: Params,
     stream: &mut R,
     max_frame: usize,
+    budget: &FrameBudget,
 ) -> Result<(User, Option<Seq>), Stop>
 where
     R: Stream<Item = Inbound> + Unpin + Send,
@@ -192,11 +195,16 @@ where
     let (token, since) = match params.token {
         Some(token) => (token, params.since),
         None => {
-            let wait = Duration::from_secs(state.config.ws.auth_timeout_secs);
+            // One deadline for the whole wait: pings or pongs do not extend it.
+            let deadline = tokio::time::Instant::now()
+                + Duration::from_secs(state.config.ws.auth_timeout_secs);
             let first = loop {
-                match tokio::time::timeout(wait, stream.next()).await {
+                match tokio::time::timeout_at(deadline, stream.next()).await {
                     Err(_) => return Err(Stop::Close(CloseCode::AuthTimeout)),
                     Ok(None | Some(Inbound::Closed)) => return Err(Stop::Gone),
+                    Ok(Some(_)) if !budget.admit() => {
+                        return Err(Stop::Close(CloseCode::TooManyFrames));
+                    }
                     Ok(Some(Inbound::TooBig)) => return Err(Stop::Close(CloseCode::MessageTooBig)),
                     Ok(Some(Inbound::Activity)) => continue,
                     Ok(Some(Inbound::Text(text))) => break text,

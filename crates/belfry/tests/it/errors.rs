@@ -230,3 +230,25 @@ async fn bad_ids_and_limits_on_the_client_api_are_422() {
     assert_eq!(status, 404);
     assert_eq!(error_code(&body), "not_found");
 }
+
+#[tokio::test]
+async fn a_plain_get_of_the_websocket_endpoint_gets_a_json_400() {
+    let app = spawn_app().await;
+    let response = reqwest::get(format!("{}/v1/ws", app.base)).await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "bad_request", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("WebSocket"),
+        "{body}"
+    );
+}

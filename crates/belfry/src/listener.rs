@@ -1,0 +1,105 @@
+//! The accept loop: serves the router over HTTP/1.1 (with WebSocket upgrades) on every accepted
+//! TCP connection, with a header-read timeout, until the shutdown token is cancelled.
+//!
+//! `axum::serve` has no timeout at all, so a client that opens a connection and sends its
+//! request headers one byte at a time (slowloris), or nothing, would hold its socket for ever.
+//! Here hyper's `header_read_timeout` bounds the time from a connection's start (and from each
+//! response on a keep-alive connection) to a request's last header line. HTTP/2 cleartext
+//! (prior knowledge) is not served: no browser speaks it, and hyper's version sniffing before
+//! the first request has no timeout.
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Pause after an accept error that is not about one connection (out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How the accepted connections are served.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Longest wait for a request's complete headers (also the keep-alive idle time).
+    pub header_read: Duration,
+    /// Longest wait, after shutdown began, for in-flight requests to finish.
+    pub drain: Duration,
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled; then stops accepting, lets every
+/// connection finish its in-flight request (idle keep-alive connections close at once) and
+/// waits for them up to `timeouts.drain`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    stop: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) if is_per_connection(&e) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot accept connections; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeouts.header_read);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                // Timeouts, resets and malformed requests: the peer's doing, not ours.
+                tracing::debug!(error = %e, "http connection ended");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(timeouts.drain, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = connections.len(),
+            "http connections still open after the drain timeout"
+        );
+    }
+}
+
+/// Errors of one incoming connection (it was reset before we took it), as opposed to errors of
+/// the listening socket.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}

@@ -84,7 +84,8 @@ EOF
   server_pids+=("$SERVER_PID")
   BASE="http://127.0.0.1:$port"
   local waited=0
-  until curl -fsS "$BASE/readyz" >/dev/null 2>&1; do
+  until python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+    "$BASE/readyz" >/dev/null 2>&1; do
     if ! kill -0 "$SERVER_PID" 2>/dev/null || ((waited >= 300)); then
       echo "server $name did not start; its log:" >&2
       cat "$dir/server.log" >&2

@@ -19,6 +19,8 @@ use crate::transport::{Feed, OpenError};
 
 /// Longest a single socket write may take before the connection is given up as dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the peer's reply to our close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// What the session reads from the socket.
 #[derive(Debug)]
@@ -67,6 +69,17 @@ where
     let outcome = session(&state, params, &mut sink, &mut stream).await;
     if let Stop::Close(code) = outcome {
         let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Outbound::Close(code))).await;
+        // The closing handshake: read (and drop) until the peer's close, briefly. Closing the
+        // socket with its frames unread would make the kernel reset the connection, and the
+        // client could lose our close frame (a flooding client, closed with 4011, would).
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(inbound) = stream.next().await {
+                if matches!(inbound, Inbound::Closed) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
 }

@@ -4,9 +4,9 @@ theirs, so that `belfry-bench --peer fastapi` can measure Belfry against it in t
 What makes it "seed style" (see /work/shared/seeds and docs/benchmarks.md):
 - a per-user ConnectionManager in process (user id -> set of WebSockets), `send_json` to each
   connection in turn, dead connections dropped on a failed send;
-- a SQLAlchemy `Notification` table on SQLite (SQLAlchemy's defaults), written with a
-  synchronous `Session` from `Depends(get_db)` inside `async def` endpoints, committed before the
-  push;
+- a SQLAlchemy `Notification` table on SQLite (SQLAlchemy's defaults), written through an
+  `AsyncSession` from `Depends(get_session)` (`await session.commit()`, as the second seed's
+  mark-read route does), committed before the push;
 - the user's HS256 JWT in the query string (`?token=`), checked with PyJWT before `accept()`;
 - a 30 s ping task and a 60 s `receive_json` timeout per connection;
 - no resume protocol: a client that reconnects fetches what it missed over HTTP ("fetch on
@@ -19,12 +19,20 @@ stream (second seed), and `/healthz`.
 
 Configuration comes from the environment: PEER_DATABASE (SQLite file), PEER_JWT_SECRET,
 PEER_API_KEY, PEER_SQLITE_JOURNAL (empty: SQLite's default rollback journal; `wal`: WAL).
+
+Why not the first seed's synchronous `Session` inside `async def`: it blocks the event loop on
+every commit, and under more than 15 concurrent requests it deadlocks (the 16th request waits,
+on the event loop thread, for a pooled connection that only a teardown scheduled by that same
+loop would return; requests then time out after SQLAlchemy's 30 s pool timeout). An earlier
+version of this peer did that and stalled at 200 requests/s, which measured the deadlock, not the
+design.
 """
 
 import asyncio
 import json
 import logging
 import os
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Dict, List, Set
 
@@ -32,8 +40,9 @@ import jwt
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import JSON, String, create_engine, event, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import JSON, String, event, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 logger = logging.getLogger("peer")
 
@@ -42,15 +51,17 @@ JWT_SECRET = os.environ.get("PEER_JWT_SECRET", "change-me")
 API_KEY = os.environ.get("PEER_API_KEY", "change-me")
 JOURNAL = os.environ.get("PEER_SQLITE_JOURNAL", "")
 
-engine = create_engine(f"sqlite:///{DATABASE}", connect_args={"check_same_thread": False})
+engine = create_async_engine(f"sqlite+aiosqlite:///{DATABASE}")
 if JOURNAL:
 
-    @event.listens_for(engine, "connect")
+    @event.listens_for(engine.sync_engine, "connect")
     def _journal_mode(dbapi_connection, _record):
-        dbapi_connection.execute(f"PRAGMA journal_mode={JOURNAL}")
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA journal_mode={JOURNAL}")
+        cursor.close()
 
 
-SessionLocal = sessionmaker(bind=engine)
+SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
 
 
 class Base(DeclarativeBase):
@@ -67,15 +78,9 @@ class Notification(Base):
     read_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-Base.metadata.create_all(engine)
-
-
-def get_db():
-    db = SessionLocal()
-    try:
-        yield db
-    finally:
-        db.close()
+async def get_session():
+    async with SessionLocal() as session:
+        yield session
 
 
 def to_dict(n: Notification) -> dict:
@@ -158,7 +163,17 @@ class ConnectionManager:
 
 
 manager = ConnectionManager()
-app = FastAPI()
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI):
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    yield
+    await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
 
 
 def authenticate(token: str | None) -> str | None:
@@ -205,23 +220,21 @@ async def healthz():
 
 
 @app.post("/api/notifications", status_code=201, dependencies=[Depends(require_api_key)])
-async def create_notification(data: NotificationCreate, db: Session = Depends(get_db)):
+async def create_notification(data: NotificationCreate, session: AsyncSession = Depends(get_session)):
     notification = Notification(user_id=data.user_id, type=data.type, payload=data.payload)
-    db.add(notification)
-    db.commit()
-    db.refresh(notification)
+    session.add(notification)
+    await session.commit()
     body = to_dict(notification)
     await manager.send_to_user(data.user_id, {"type": "new_notification", "payload": body})
     return {"id": body["id"]}
 
 
 @app.post("/api/notifications/batch", status_code=201, dependencies=[Depends(require_api_key)])
-async def create_notifications(data: NotificationBatch, db: Session = Depends(get_db)):
+async def create_notifications(data: NotificationBatch, session: AsyncSession = Depends(get_session)):
     rows = [Notification(user_id=n.user_id, type=n.type, payload=n.payload) for n in data.notifications]
-    db.add_all(rows)
-    db.flush()
+    session.add_all(rows)
+    await session.commit()
     bodies = [to_dict(n) for n in rows]
-    db.commit()
     for body in bodies:
         await manager.send_to_user(body["user_id"], {"type": "new_notification", "payload": body})
     return {"ids": [b["id"] for b in bodies]}
@@ -232,15 +245,15 @@ async def list_notifications(
     after_id: int = 0,
     limit: int = Query(default=100, le=1000),
     user_id: str = Depends(current_user),
-    db: Session = Depends(get_db),
+    session: AsyncSession = Depends(get_session),
 ):
-    rows = db.scalars(
+    rows = await session.scalars(
         select(Notification)
         .where(Notification.user_id == user_id, Notification.id > after_id)
         .order_by(Notification.id)
         .limit(limit)
-    ).all()
-    return [to_dict(n) for n in rows]
+    )
+    return [to_dict(n) for n in rows.all()]
 
 
 @app.post("/api/rooms/{room_id}/messages", status_code=202, dependencies=[Depends(require_api_key)])

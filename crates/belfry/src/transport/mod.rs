@@ -6,6 +6,7 @@
 //! by the broker, a reconnect with `since`) is filled from the store before anything later is
 //! sent. They never touch another user's connections and never decide what is stored.
 
+mod gate;
 pub mod poll;
 pub mod sse;
 pub mod ws;

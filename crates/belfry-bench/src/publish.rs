@@ -1,5 +1,7 @@
-//! Publishing through the backend API, the way an application's backend does: `POST
-//! /v1/notifications` (one notification, one recipient) or `POST /v1/notifications/batch`.
+//! Publishing through the backend API, the way an application's backend does: one
+//! notification for one recipient per request, a batch of them, or a room message (Belfry's
+//! `POST /v1/notifications`, `/v1/notifications/batch`, `/v1/rooms/{room}/messages`, or the
+//! peer's equivalents; see `dialect`).
 //!
 //! Two shapes of load:
 //! - **open loop** (`open_loop`): a schedule of `rate` sends per second that does not wait for
@@ -10,7 +12,6 @@
 //! - **closed loop** (`closed_loop`): `concurrency` publishers, each sending its next request as
 //!   soon as the previous one is answered, to find the maximum sustained rate.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -19,66 +20,93 @@ use reqwest::header::CONTENT_TYPE;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::dialect::Dialect;
 use crate::record::Recorder;
 use crate::target::Target;
 
 /// Longest one publish request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The notification type the bench publishes.
-const KIND: &str = "bench.tick";
 
-/// Sends notifications to a fixed set of connected users, round robin.
+/// Whom a publisher addresses.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// Notifications to these users, round robin (a user may be listed once).
+    Users(Vec<String>),
+    /// Messages to this room (no storage).
+    Room(String),
+}
+
+/// Sends notifications to a fixed set of connected users, round robin, or messages to a room.
 pub struct Publisher {
     client: reqwest::Client,
+    dialect: Dialect,
     single_url: String,
     batch_url: String,
+    room_url: Option<String>,
     api_key: String,
     users: Vec<String>,
     recorder: Arc<Recorder>,
 }
 
 impl Publisher {
-    /// A publisher for `target` that addresses `users` (which must not be empty).
-    pub fn new(
-        target: &Target,
-        users: Vec<String>,
-        recorder: Arc<Recorder>,
-    ) -> anyhow::Result<Self> {
-        anyhow::ensure!(!users.is_empty(), "no connected users to publish to");
+    /// A publisher for `target` that addresses `to` (which must not be an empty list).
+    pub fn new(target: &Target, to: Destination, recorder: Arc<Recorder>) -> anyhow::Result<Self> {
+        let (users, room_url) = match to {
+            Destination::Users(users) => (users, None),
+            Destination::Room(room) => (
+                Vec::new(),
+                Some(format!(
+                    "{}{}",
+                    target.base,
+                    target.dialect.room_path(&room)
+                )),
+            ),
+        };
+        anyhow::ensure!(
+            !users.is_empty() || room_url.is_some(),
+            "no connected users to publish to"
+        );
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .build()?;
+        let dialect = target.dialect;
         Ok(Self {
             client,
-            single_url: format!("{}/v1/notifications", target.base),
-            batch_url: format!("{}/v1/notifications/batch", target.base),
+            dialect,
+            single_url: format!("{}{}", target.base, dialect.single_path()),
+            batch_url: format!("{}{}", target.base, dialect.batch_path()),
+            room_url,
             api_key: target.api_key.clone(),
             users,
             recorder,
         })
     }
 
+    /// The recorder this publisher reports to.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
     fn user(&self, s: u64) -> &str {
-        let i = usize::try_from(s).unwrap_or(0) % self.users.len();
-        &self.users[i]
+        let i = usize::try_from(s).unwrap_or(0) % self.users.len().max(1);
+        self.users.get(i).map_or("", String::as_str)
     }
 
     /// One item: notification `s` for its user, sent at `t` (µs since the recorder's epoch).
     fn item(&self, out: &mut String, s: u64, t: u64) {
-        let _ = write!(
-            out,
-            r#"{{"recipients":["{}"],"type":"{KIND}","data":{{"s":{s},"t":{t}}}}}"#,
-            self.user(s)
-        );
+        self.dialect.item(out, self.user(s), s, t);
     }
 
-    /// Sends notifications `first..first + n` (one request; a batch when `batched`) and records
-    /// the outcome.
+    /// Sends notifications `first..first + n` (one request; a batch when `batched`), or room
+    /// message `first` to a room, and records the outcome.
     pub async fn send(&self, first: u64, n: u64, t: u64, batched: bool) {
         let mut body = String::with_capacity(96 * usize::try_from(n).unwrap_or(1) + 32);
-        let url = if batched {
+        let url = if let Some(room_url) = &self.room_url {
+            body = self.dialect.room_body(first, t);
+            room_url
+        } else if batched {
             body.push_str(r#"{"notifications":["#);
             for s in first..first + n {
                 if s > first {
@@ -108,8 +136,8 @@ impl Publisher {
                 // Read the body to the end so the connection goes back to the pool.
                 let read = response.bytes().await;
                 match (status.as_u16(), read) {
-                    (201, Ok(_)) => self.recorder.ack(first, n, started.elapsed()),
-                    (201, Err(e)) => self.recorder.fail(n, failure_reason(&e)),
+                    (201 | 202, Ok(_)) => self.recorder.ack(first, n, started.elapsed()),
+                    (201 | 202, Err(e)) => self.recorder.fail(n, failure_reason(&e)),
                     (code, _) => self.recorder.fail(n, format!("HTTP {code}")),
                 }
             }

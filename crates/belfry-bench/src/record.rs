@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::clients::Record;
+
 /// Highest latency the histograms hold, in microseconds (one hour); larger values saturate.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
@@ -39,10 +41,19 @@ pub struct Recorder {
     pub reordered: AtomicU64,
     /// Connections that ended before the bench closed them.
     pub disconnects: AtomicU64,
+    /// Connections that ended and were opened again (clients that reconnect).
+    pub reconnects: AtomicU64,
+    /// Reconnect attempts that failed (and were retried).
+    pub reconnect_attempts: AtomicU64,
+    /// Catch-up fetches that failed (the peer's clients after a reconnect).
+    pub catch_up_failures: AtomicU64,
+    /// Deliveries expected per acknowledged notification (1, or the connections of a broadcast).
+    fanout: AtomicU64,
     last_delivery_us: AtomicU64,
     e2e: Mutex<Histogram<u64>>,
     ack: Mutex<Histogram<u64>>,
-    acked_ranges: Mutex<Vec<(u64, u64)>>,
+    /// Acknowledged `(first, n, when)`: notifications `first..first + n`, at µs `when`.
+    acked_ranges: Mutex<Vec<(u64, u64, u64)>>,
     failures: Mutex<BTreeMap<String, u64>>,
     closes: Mutex<BTreeMap<String, u64>>,
 }
@@ -77,6 +88,10 @@ impl Recorder {
             duplicates: AtomicU64::new(0),
             reordered: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            reconnect_attempts: AtomicU64::new(0),
+            catch_up_failures: AtomicU64::new(0),
+            fanout: AtomicU64::new(1),
             last_delivery_us: AtomicU64::new(0),
             e2e: Mutex::new(histogram()?),
             ack: Mutex::new(histogram()?),
@@ -107,10 +122,16 @@ impl Recorder {
         self.sent.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Every acknowledged notification is expected on `n` connections (a broadcast), not one.
+    pub fn set_fanout(&self, n: u64) {
+        self.fanout.store(n.max(1), Ordering::Relaxed);
+    }
+
     /// The server acknowledged notifications `first..first + n`, `took` after the request began.
     pub fn ack(&self, first: u64, n: u64, took: Duration) {
         self.acked.fetch_add(n, Ordering::Relaxed);
-        lock(&self.acked_ranges).push((first, n));
+        let now = self.now_us();
+        lock(&self.acked_ranges).push((first, n, now));
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         lock(&self.ack).saturating_record(us);
     }
@@ -121,13 +142,21 @@ impl Recorder {
         bump(&self.failures, reason, 1);
     }
 
-    /// A notification sent at `sent_us` arrived for the first time on a connection.
-    pub fn deliver(&self, sent_us: Option<u64>) {
-        let now = self.now_us();
+    /// A notification arrived for the first time on a connection, at `now` (µs).
+    pub fn deliver_at(&self, now: u64) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.last_delivery_us.fetch_max(now, Ordering::Relaxed);
-        if let Some(sent) = sent_us {
-            lock(&self.e2e).saturating_record(now.saturating_sub(sent).max(1));
+    }
+
+    /// Publish → receive latencies, in µs (readers hand them over in batches, so that the
+    /// shared histogram is locked once per batch).
+    pub fn record_latencies(&self, samples: &[u64]) {
+        if samples.is_empty() {
+            return;
+        }
+        let mut e2e = lock(&self.e2e);
+        for &us in samples {
+            e2e.saturating_record(us);
         }
     }
 
@@ -137,37 +166,66 @@ impl Recorder {
         bump(&self.closes, why, 1);
     }
 
-    /// Acknowledged notifications not yet delivered (never negative).
+    /// Acknowledged deliveries not yet made (never negative).
     pub fn outstanding(&self) -> u64 {
-        self.acked
+        let expected = self
+            .acked
             .load(Ordering::Relaxed)
-            .saturating_sub(self.delivered.load(Ordering::Relaxed))
+            .saturating_mul(self.fanout.load(Ordering::Relaxed));
+        expected.saturating_sub(self.delivered.load(Ordering::Relaxed))
     }
 
-    /// Matches deliveries (the `s` values each connection saw) against acknowledgements.
-    pub fn tally(&self, seen: &[Vec<u64>]) -> Tally {
+    /// When each `s` issued so far was acknowledged (µs since the epoch); `None`: never.
+    pub fn ack_times(&self) -> Vec<Option<u64>> {
         let issued = usize::try_from(self.next_seq.load(Ordering::Relaxed)).unwrap_or(0);
-        let mut delivered = vec![false; issued];
-        let mut unexpected = 0;
-        for &s in seen.iter().flatten() {
-            match usize::try_from(s).ok().and_then(|i| delivered.get_mut(i)) {
-                Some(slot) => *slot = true,
-                None => unexpected += 1,
-            }
-        }
-        let mut acked = vec![false; issued];
-        for &(first, n) in lock(&self.acked_ranges).iter() {
+        let mut at = vec![None; issued];
+        for &(first, n, when) in lock(&self.acked_ranges).iter() {
             for s in first..first.saturating_add(n) {
-                if let Some(slot) = usize::try_from(s).ok().and_then(|i| acked.get_mut(i)) {
-                    *slot = true;
+                if let Some(slot) = usize::try_from(s).ok().and_then(|i| at.get_mut(i)) {
+                    *slot = Some(when);
                 }
             }
         }
-        let lost = acked
-            .iter()
-            .zip(&delivered)
-            .filter(|(a, d)| **a && !**d)
-            .count() as u64;
+        at
+    }
+
+    /// Matches deliveries (the `s` values each client saw) against acknowledgements. With
+    /// [`Expect::OneReceiver`] a notification counts as delivered when some client saw it
+    /// (each user has one connection); with [`Expect::EveryReceiver`] every client must see
+    /// every acknowledged one, and each miss counts as one lost delivery.
+    pub fn tally(&self, records: &[Record], expect: Expect) -> Tally {
+        let acked: Vec<bool> = self.ack_times().iter().map(Option::is_some).collect();
+        let issued = acked.len();
+        let mut lost = 0;
+        let mut unexpected = 0;
+        let mut delivered = vec![false; issued];
+        for record in records {
+            let mut mine = match expect {
+                Expect::EveryReceiver => Some(vec![false; issued]),
+                Expect::OneReceiver => None,
+            };
+            for &s in &record.values {
+                match usize::try_from(s).ok().filter(|i| *i < issued) {
+                    Some(i) => {
+                        delivered[i] = true;
+                        if let Some(mine) = &mut mine {
+                            mine[i] = true;
+                        }
+                    }
+                    None => unexpected += 1,
+                }
+            }
+            if let Some(mine) = mine {
+                lost += acked.iter().zip(&mine).filter(|(a, d)| **a && !**d).count() as u64;
+            }
+        }
+        if expect == Expect::OneReceiver {
+            lost = acked
+                .iter()
+                .zip(&delivered)
+                .filter(|(a, d)| **a && !**d)
+                .count() as u64;
+        }
         // Delivered although the request was not acknowledged (it timed out after storing).
         unexpected += acked
             .iter()
@@ -186,6 +244,7 @@ impl Recorder {
             reordered: self.reordered.load(Ordering::Relaxed),
             unexpected,
             disconnects: self.disconnects.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
             last_delivery_secs: self.last_delivery_us.load(Ordering::Relaxed) as f64 / 1e6,
             e2e_ms: Summary::of(&lock(&self.e2e)),
             ack_ms: Summary::of(&lock(&self.ack)),
@@ -193,6 +252,15 @@ impl Recorder {
             closes: lock(&self.closes).clone(),
         }
     }
+}
+
+/// Who must receive an acknowledged notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Its recipient's one connection.
+    OneReceiver,
+    /// Every connection of the phase (a broadcast).
+    EveryReceiver,
 }
 
 /// The counts of one phase, after the drain.
@@ -220,6 +288,8 @@ pub struct Tally {
     pub unexpected: u64,
     /// Connections that ended before the bench closed them.
     pub disconnects: u64,
+    /// Connections that ended and were opened again (clients that reconnect).
+    pub reconnects: u64,
     /// When the last delivery happened, seconds since the recorder's epoch.
     #[serde(skip)]
     pub last_delivery_secs: f64,
@@ -287,6 +357,28 @@ impl Summary {
 mod tests {
     use super::*;
 
+    fn record(values: &[u64]) -> Record {
+        Record {
+            values: values.to_vec(),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn in_a_broadcast_every_client_must_see_every_acknowledged_notification() {
+        let rec = Recorder::new().unwrap();
+        rec.set_fanout(2);
+        let first = rec.next_seqs(3);
+        rec.ack(first, 3, Duration::from_millis(1));
+        assert_eq!(rec.outstanding(), 6);
+        let tally = rec.tally(
+            &[record(&[0, 1, 2]), record(&[0, 2])],
+            Expect::EveryReceiver,
+        );
+        assert_eq!(tally.lost, 1);
+        assert_eq!(tally.unexpected, 0);
+    }
+
     #[test]
     fn lost_counts_acknowledged_notifications_nobody_received() {
         let rec = Recorder::new().unwrap();
@@ -294,9 +386,9 @@ mod tests {
         rec.ack(first, 3, Duration::from_millis(1));
         rec.fail(1, "HTTP 503".into());
         for _ in 0..2 {
-            rec.deliver(Some(0));
+            rec.deliver_at(1);
         }
-        let tally = rec.tally(&[vec![0], vec![2]]);
+        let tally = rec.tally(&[record(&[0]), record(&[2])], Expect::OneReceiver);
         assert_eq!(tally.acked, 3);
         assert_eq!(tally.lost, 1, "s=1 was acknowledged but never delivered");
         assert_eq!(tally.unexpected, 0);
@@ -309,7 +401,7 @@ mod tests {
         let rec = Recorder::new().unwrap();
         let first = rec.next_seqs(2);
         rec.ack(first, 1, Duration::from_millis(1));
-        let tally = rec.tally(&[vec![0, 1]]);
+        let tally = rec.tally(&[record(&[0, 1])], Expect::OneReceiver);
         assert_eq!(tally.lost, 0);
         assert_eq!(tally.unexpected, 1);
     }
@@ -318,7 +410,7 @@ mod tests {
     fn summaries_are_in_milliseconds() {
         let rec = Recorder::new().unwrap();
         rec.ack(0, 1, Duration::from_micros(2500));
-        let tally = rec.tally(&[]);
+        let tally = rec.tally(&[], Expect::OneReceiver);
         assert!((tally.ack_ms.p50 - 2.5).abs() < 0.01, "{:?}", tally.ack_ms);
     }
 }

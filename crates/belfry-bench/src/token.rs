@@ -11,6 +11,9 @@ struct Claims<'a> {
     sub: &'a str,
     exp: u64,
     iat: u64,
+    /// Room patterns the user may join and publish to (Belfry's `rooms` claim).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    rooms: &'a [String],
 }
 
 /// Mints HS256 tokens for one secret.
@@ -28,13 +31,14 @@ impl Minter {
         }
     }
 
-    /// A token for `user`, valid for `ttl`.
-    pub fn mint(&self, user: &str, ttl: Duration) -> anyhow::Result<String> {
+    /// A token for `user`, valid for `ttl`, allowing the room patterns `rooms`.
+    pub fn mint(&self, user: &str, ttl: Duration, rooms: &[String]) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims = Claims {
             sub: user,
             exp: now + ttl.as_secs(),
             iat: now,
+            rooms,
         };
         Ok(jsonwebtoken::encode(&self.header, &claims, &self.key)?)
     }
@@ -48,7 +52,7 @@ mod tests {
     #[test]
     fn tokens_carry_the_user_and_verify_with_the_secret() {
         let token = Minter::new("s3cret")
-            .mint("u-7", Duration::from_secs(60))
+            .mint("u-7", Duration::from_secs(60), &["bench:*".to_owned()])
             .unwrap();
         let data = jsonwebtoken::decode::<serde_json::Value>(
             &token,
@@ -57,5 +61,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(data.claims["sub"], "u-7");
+        assert_eq!(data.claims["rooms"][0], "bench:*");
     }
 }

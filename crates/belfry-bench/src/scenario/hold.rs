@@ -1,6 +1,6 @@
 //! **hold**: N idle authenticated connections (one user each). How long connecting them all
 //! takes, and what they cost the server in resident memory (`VmRSS` from /proc before and
-//! after). One phase (and one fresh server) per connection count.
+//! after). One phase (and one fresh server) per connection count and server.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Setup, on_fresh_server, user_prefix};
+use super::{Audience, Setup, on_each_server};
 use crate::clients::Fleet;
 use crate::record::Recorder;
-use crate::report::{Row, count, rate};
-use crate::target::{Target, rss_kib};
+use crate::report::{Better, Row, count, rate};
+use crate::server::rss_kib;
+use crate::target::{Target, TargetSpec};
 
 /// Time given to the server to settle before and after connecting, so RSS is not read in the
 /// middle of a burst of allocations.
@@ -31,7 +32,9 @@ pub struct Params {
 #[derive(Debug, Serialize)]
 pub struct HoldRow {
     scenario: &'static str,
-    server: String,
+    server: &'static str,
+    target: String,
+    transport: &'static str,
     connections: usize,
     opened: usize,
     failed: usize,
@@ -52,6 +55,8 @@ impl Row for HoldRow {
         let mib =
             |kib: Option<u64>| kib.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0));
         vec![
+            ("server", self.server.to_owned()),
+            ("transport", self.transport.to_owned()),
             ("connections", count(self.connections as u64)),
             ("opened", count(self.opened as u64)),
             ("failed", count(self.failed as u64)),
@@ -73,21 +78,38 @@ impl Row for HoldRow {
     fn is_clean(&self) -> bool {
         self.failed == 0 && self.dropped == 0 && self.opened == self.connections
     }
+
+    fn server(&self) -> &str {
+        self.server
+    }
+
+    fn phase(&self) -> String {
+        format!("hold {} {}", count(self.connections as u64), self.transport)
+    }
+
+    fn headline(&self) -> Vec<(&'static str, Option<f64>, Better)> {
+        vec![
+            ("server KiB/conn", self.kib_per_connection, Better::Lower),
+            ("connects/s", Some(self.connects_per_s), Better::Higher),
+        ]
+    }
 }
 
 /// Runs one phase per connection count, each on a fresh server.
 pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<HoldRow>> {
     let mut rows = Vec::new();
     for &n in &params.connections {
-        let row = on_fresh_server(&setup.spec, params.hold, async |target| {
-            phase(setup, target, n, params.hold).await
+        let found = on_each_server(setup, params.hold, async |spec, target| {
+            phase(setup, spec, target, n, params.hold).await
         })
         .await?;
-        eprintln!(
-            "{}",
-            crate::report::markdown(std::slice::from_ref(&row)).trim()
-        );
-        rows.push(row);
+        for row in found {
+            eprintln!(
+                "{}",
+                crate::report::markdown(std::slice::from_ref(&row)).trim()
+            );
+            rows.push(row);
+        }
     }
     Ok(rows)
 }
@@ -95,6 +117,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<HoldRow>>
 /// Opens `n` connections to a running server, holds them for `hold`, and measures.
 pub async fn phase(
     setup: &Setup,
+    spec: &TargetSpec,
     target: &mut Target,
     n: usize,
     hold: Duration,
@@ -102,10 +125,19 @@ pub async fn phase(
     tokio::time::sleep(SETTLE).await;
     let before = target.rss_kib();
     let recorder = Arc::new(Recorder::new()?);
-    let prefix = user_prefix();
-    let users = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let bar = setup.progress.bar("hold: connect", n as u64);
-    let fleet = Fleet::connect(target, users, setup.connect, &recorder, &bar).await?;
+    let audience = Audience::per_user(n);
+    let bar = setup
+        .progress
+        .bar(&format!("hold {}: connect", spec.name()), n as u64);
+    let fleet = Fleet::connect(
+        target,
+        audience.clients,
+        setup.connect,
+        audience.plan,
+        &recorder,
+        &bar,
+    )
+    .await?;
     bar.finish_and_clear();
     tokio::time::sleep(SETTLE).await;
     let after = target.rss_kib();
@@ -124,7 +156,9 @@ pub async fn phase(
     };
     Ok(HoldRow {
         scenario: "hold",
-        server: setup.spec.describe(),
+        server: spec.name(),
+        target: spec.describe(),
+        transport: setup.connect.transport.name(),
         connections: n,
         opened,
         failed,

@@ -1,13 +1,14 @@
 //! **latency**: `users` connected users, single-notification publishes at a fixed rate, open
-//! loop; publish → receive percentiles and loss. One phase (and one fresh server) per rate.
+//! loop; publish → receive percentiles and loss. One phase (and one fresh server) per rate and
+//! server.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{LoadOutcome, Setup, on_fresh_server, run_load};
+use super::{LoadOutcome, Setup, on_each_server, run_load};
 use crate::record::Tally;
-use crate::report::{Row, cores, count, ms, rate};
+use crate::report::{Better, Row, cores, count, ms, rate};
 use crate::target::{Target, TargetSpec};
 
 /// Parameters of the latency scenario.
@@ -29,7 +30,9 @@ pub struct Params {
 #[derive(Debug, Serialize)]
 pub struct LatencyRow {
     scenario: &'static str,
-    server: String,
+    server: &'static str,
+    target: String,
+    transport: &'static str,
     rate: f64,
     users: usize,
     connect_errors: usize,
@@ -50,6 +53,8 @@ impl Row for LatencyRow {
     fn cells(&self) -> Vec<(&'static str, String)> {
         let e2e = &self.tally.e2e_ms;
         vec![
+            ("server", self.server.to_owned()),
+            ("transport", self.transport.to_owned()),
             ("rate/s", rate(self.rate)),
             ("users", count(self.users as u64)),
             ("seconds", format!("{:.0}", self.duration_s)),
@@ -72,6 +77,27 @@ impl Row for LatencyRow {
     fn is_clean(&self) -> bool {
         self.connect_errors == 0 && self.tally.is_clean()
     }
+
+    fn server(&self) -> &str {
+        self.server
+    }
+
+    fn phase(&self) -> String {
+        format!(
+            "latency {}/s {} users {}",
+            rate(self.rate),
+            count(self.users as u64),
+            self.transport
+        )
+    }
+
+    fn headline(&self) -> Vec<(&'static str, Option<f64>, Better)> {
+        vec![
+            ("p50 ms", Some(self.tally.e2e_ms.p50), Better::Lower),
+            ("p99 ms", Some(self.tally.e2e_ms.p99), Better::Lower),
+            ("delivered/s", Some(self.delivered_per_s), Better::Higher),
+        ]
+    }
 }
 
 impl LatencyRow {
@@ -79,22 +105,34 @@ impl LatencyRow {
     pub fn tally(&self) -> &Tally {
         &self.tally
     }
+
+    /// The offered rate.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Notifications acknowledged per second of publishing.
+    pub fn acked_per_s(&self) -> f64 {
+        self.acked_per_s
+    }
 }
 
 /// Runs one phase per rate, each on a fresh server.
 pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<LatencyRow>> {
     let mut rows = Vec::new();
     for &rate in &params.rates {
-        let row = on_fresh_server(&setup.spec, params.duration, async |target| {
-            let outcome = phase(setup, target, params, rate).await?;
-            Ok(row(&setup.spec, params, rate, outcome))
+        let found = on_each_server(setup, params.duration, async |spec, target| {
+            let outcome = phase(setup, spec, target, params, rate).await?;
+            Ok(row(setup, spec, params, rate, outcome))
         })
         .await?;
-        eprintln!(
-            "{}",
-            crate::report::markdown(std::slice::from_ref(&row)).trim()
-        );
-        rows.push(row);
+        for row in found {
+            eprintln!(
+                "{}",
+                crate::report::markdown(std::slice::from_ref(&row)).trim()
+            );
+            rows.push(row);
+        }
     }
     Ok(rows)
 }
@@ -102,6 +140,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<LatencyRo
 /// One open-loop phase on a running server.
 pub async fn phase(
     setup: &Setup,
+    spec: &TargetSpec,
     target: &mut Target,
     params: &Params,
     rate: f64,
@@ -111,17 +150,25 @@ pub async fn phase(
         setup,
         target,
         params.users,
-        &format!("{rate}/s"),
+        &format!("{} {rate}/s", spec.name()),
         move |publisher| async move { publisher.open_loop(rate, duration, in_flight, late).await },
     )
     .await
 }
 
 /// Shapes a phase's outcome as a row.
-pub fn row(spec: &TargetSpec, params: &Params, rate: f64, outcome: LoadOutcome) -> LatencyRow {
+pub fn row(
+    setup: &Setup,
+    spec: &TargetSpec,
+    params: &Params,
+    rate: f64,
+    outcome: LoadOutcome,
+) -> LatencyRow {
     LatencyRow {
         scenario: "latency",
-        server: spec.describe(),
+        server: spec.name(),
+        target: spec.describe(),
+        transport: setup.connect.transport.name(),
         rate,
         users: outcome.users,
         connect_errors: outcome.connect_errors,

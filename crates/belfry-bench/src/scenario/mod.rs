@@ -1,11 +1,15 @@
 //! Scenarios: each one command, each made of phases. A phase gets its own server when the bench
 //! starts servers (a fresh database, so phases do not disturb each other), connects its users,
-//! runs its load, waits for deliveries to drain, and tallies.
+//! runs its load, waits for deliveries to drain, and tallies. With a peer, every phase runs on
+//! Belfry and then on the peer, so that both see the same moment of a noisy machine.
 
+pub mod broadcast;
 pub mod hold;
+pub mod ladder;
 pub mod latency;
 pub mod smoke;
 pub mod soak;
+pub mod storm;
 pub mod throughput;
 
 use std::future::Future;
@@ -14,22 +18,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::clients::{ConnectOptions, Fleet};
+use crate::clients::{ConnectOptions, Fleet, Plan, Record};
 use crate::progress::Progress;
-use crate::publish::Publisher;
-use crate::record::{Recorder, Tally};
-use crate::target::{Target, TargetSpec, cpu_secs};
+use crate::publish::{Destination, Publisher};
+use crate::record::{Expect, Recorder, Tally};
+use crate::server::cpu_secs;
+use crate::target::{Target, TargetSpec};
 
 /// How long a phase may overrun its planned duration before it is abandoned.
 const PHASE_SLACK: Duration = Duration::from_secs(180);
 /// Extra wait after the last expected delivery, to catch late duplicates.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
-/// What every scenario needs: where the server comes from and how to connect and wait.
+/// What every scenario needs: where the servers come from and how to connect and wait.
 #[derive(Debug, Clone)]
 pub struct Setup {
-    /// The server for each phase.
-    pub spec: TargetSpec,
+    /// The servers each phase runs on, Belfry first, then the peer if any.
+    pub servers: Vec<TargetSpec>,
     /// How clients connect.
     pub connect: ConnectOptions,
     /// Longest wait for acknowledged notifications to arrive after publishing stops.
@@ -38,10 +43,43 @@ pub struct Setup {
     pub progress: Progress,
 }
 
-/// What a load phase measured.
+/// Who the clients of a load phase are and who gets what is published.
 #[derive(Debug, Clone)]
+pub struct Audience {
+    /// One client per entry, named by its user (a user may have many clients).
+    pub clients: Vec<String>,
+    /// What is published, to whom.
+    pub kind: AudienceKind,
+    /// What the clients do besides reading.
+    pub plan: Plan,
+}
+
+/// The shape of an audience.
+#[derive(Debug, Clone)]
+pub enum AudienceKind {
+    /// Distinct users, one connection each; notifications go round robin over them.
+    PerUser,
+    /// Every client belongs to the first user; notifications go to that user (a broadcast).
+    OneUser,
+    /// Every client joined this room; messages go to the room (a broadcast, nothing stored).
+    Room(String),
+}
+
+impl Audience {
+    /// `n` distinct users, one connection each.
+    pub fn per_user(n: usize) -> Self {
+        let prefix = user_prefix();
+        Self {
+            clients: (0..n).map(|i| format!("{prefix}{i}")).collect(),
+            kind: AudienceKind::PerUser,
+            plan: Plan::default(),
+        }
+    }
+}
+
+/// What a load phase measured.
 pub struct LoadOutcome {
-    /// Connected users.
+    /// Open connections.
     pub users: usize,
     /// Connections that failed to open.
     pub connect_errors: usize,
@@ -57,6 +95,12 @@ pub struct LoadOutcome {
     pub bench_cores: Option<f64>,
     /// The counts.
     pub tally: Tally,
+    /// The user of each open connection, in the order the publisher addressed them.
+    pub connected: Vec<String>,
+    /// What each client saw.
+    pub records: Vec<Record>,
+    /// The phase's recorder (acknowledgement times).
+    pub recorder: Arc<Recorder>,
 }
 
 /// A prefix that keeps this phase's users apart from any other run's on the same server.
@@ -65,8 +109,8 @@ pub fn user_prefix() -> String {
     format!("b{}-", &id[..8])
 }
 
-/// Connects `users` clients to `target`, runs `load` with a publisher aimed at them, drains and
-/// tallies.
+/// Connects `users` clients (one distinct user each) to `target`, runs `load` with a
+/// publisher aimed at them, drains and tallies.
 pub async fn run_load<F, Fut>(
     setup: &Setup,
     target: &mut Target,
@@ -78,30 +122,66 @@ where
     F: FnOnce(Arc<Publisher>) -> Fut,
     Fut: Future<Output = Duration>,
 {
+    run_audience(
+        setup,
+        target,
+        Audience::per_user(users),
+        label,
+        async |publisher, _target| load(publisher).await,
+    )
+    .await
+}
+
+/// Connects `audience`'s clients to `target`, runs `load` with a publisher aimed at them (and
+/// the target, for a load that restarts it), drains and tallies.
+pub async fn run_audience<F>(
+    setup: &Setup,
+    target: &mut Target,
+    audience: Audience,
+    label: &str,
+    load: F,
+) -> anyhow::Result<LoadOutcome>
+where
+    F: AsyncFnOnce(Arc<Publisher>, &mut Target) -> Duration,
+{
     let recorder = Arc::new(Recorder::new()?);
-    let prefix = user_prefix();
-    let names = (0..users).map(|i| format!("{prefix}{i}")).collect();
+    let wanted = audience.clients.len();
     let bar = setup
         .progress
-        .bar(&format!("{label}: connect"), users as u64);
-    let fleet = Fleet::connect(target, names, setup.connect, &recorder, &bar).await?;
+        .bar(&format!("{label}: connect"), wanted as u64);
+    let fleet = Fleet::connect(
+        target,
+        audience.clients.clone(),
+        setup.connect,
+        audience.plan.clone(),
+        &recorder,
+        &bar,
+    )
+    .await?;
     bar.finish_and_clear();
     if let Some(first) = fleet.errors.first() {
         eprintln!(
-            "{label}: {} of {users} connections failed (first: {first})",
+            "{label}: {} of {wanted} connections failed (first: {first})",
             fleet.errors.len()
         );
     }
     anyhow::ensure!(!fleet.users.is_empty(), "{label}: no connection opened");
-    let publisher = Arc::new(Publisher::new(
-        target,
-        fleet.users.clone(),
-        Arc::clone(&recorder),
-    )?);
+    let (to, expect) = match &audience.kind {
+        AudienceKind::PerUser => (Destination::Users(fleet.users.clone()), Expect::OneReceiver),
+        AudienceKind::OneUser => (
+            Destination::Users(fleet.users[..1].to_vec()),
+            Expect::EveryReceiver,
+        ),
+        AudienceKind::Room(room) => (Destination::Room(room.clone()), Expect::EveryReceiver),
+    };
+    if expect == Expect::EveryReceiver {
+        recorder.set_fanout(fleet.users.len() as u64);
+    }
+    let publisher = Arc::new(Publisher::new(target, to, Arc::clone(&recorder))?);
     let live = setup.progress.live(label, &recorder);
     let publish_start = recorder.now_us() as f64 / 1e6;
     let cpu_before = (target.cpu_secs(), cpu_secs(std::process::id()));
-    let publish_time = load(publisher).await;
+    let publish_time = load(publisher, target).await;
     drain(&recorder, setup.drain).await;
     let cpu_after = (target.cpu_secs(), cpu_secs(std::process::id()));
     let busy_secs = recorder.now_us() as f64 / 1e6 - publish_start;
@@ -111,11 +191,12 @@ where
             .map(|(b, a)| (a - b) / busy_secs.max(1e-3))
     };
     live.finish();
+    let connected_users = fleet.users.clone();
     let connected = fleet.users.len();
     let connect_errors = fleet.errors.len();
-    let seen = fleet.close().await;
+    let records = fleet.close().await;
     target.check_alive()?;
-    let tally = recorder.tally(&seen);
+    let tally = recorder.tally(&records, expect);
     let publish_secs = publish_time.as_secs_f64();
     let delivering = tally.last_delivery_secs - publish_start;
     Ok(LoadOutcome {
@@ -127,6 +208,9 @@ where
         server_cores: cores(cpu_before.0, cpu_after.0),
         bench_cores: cores(cpu_before.1, cpu_after.1),
         tally,
+        connected: connected_users,
+        records,
+        recorder,
     })
 }
 
@@ -141,6 +225,24 @@ async fn drain(recorder: &Recorder, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(DRAIN_GRACE).await;
+}
+
+/// Runs `phase` once per server of `setup` (each on its own server, see [`on_fresh_server`]),
+/// Belfry first; returns the results in that order.
+pub async fn on_each_server<T, F>(
+    setup: &Setup,
+    planned: Duration,
+    mut phase: F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: AsyncFnMut(&TargetSpec, &mut Target) -> anyhow::Result<T>,
+{
+    let mut results = Vec::with_capacity(setup.servers.len());
+    for spec in &setup.servers {
+        results
+            .push(on_fresh_server(spec, planned, async |target| phase(spec, target).await).await?);
+    }
+    Ok(results)
 }
 
 /// Runs one phase on its own server: start, `phase`, stop (also when the phase failed), with

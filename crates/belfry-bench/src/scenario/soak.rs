@@ -12,10 +12,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::{Setup, drain, on_fresh_server, user_prefix};
-use crate::clients::Fleet;
-use crate::publish::Publisher;
-use crate::record::{Recorder, Tally};
-use crate::report::{Row, count};
+use crate::clients::{Fleet, Plan};
+use crate::publish::{Destination, Publisher};
+use crate::record::{Expect, Recorder, Tally};
+use crate::report::{Better, Row, count};
 use crate::target::Target;
 
 /// Longest wait for the server's connection gauge to reach 0 after a round's clients closed.
@@ -154,6 +154,19 @@ impl Row for SoakRow {
     fn is_clean(&self) -> bool {
         self.problems().is_empty()
     }
+
+    fn server(&self) -> &str {
+        "belfry"
+    }
+
+    fn phase(&self) -> String {
+        "soak".to_owned()
+    }
+
+    fn headline(&self) -> Vec<(&'static str, Option<f64>, Better)> {
+        let mib = |kib: Option<u64>| kib.map(|k| k as f64 / 1024.0);
+        vec![("RSS end MiB", mib(self.rss_end_kib), Better::Lower)]
+    }
 }
 
 /// The `soak` command's options.
@@ -200,7 +213,8 @@ pub async fn main(setup: &Setup, args: &Args) -> anyhow::Result<std::process::Ex
 
 /// Runs the soak on one fresh server.
 pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<SoakRow> {
-    on_fresh_server(&setup.spec, params.duration, async |target| {
+    let spec = setup.servers.first().context("soak: no server to run on")?;
+    on_fresh_server(spec, params.duration, async |target| {
         churn(setup, target, params).await
     })
     .await
@@ -240,7 +254,11 @@ async fn churn(setup: &Setup, target: &mut Target, params: &Params) -> anyhow::R
     let connections_at_end = live_connections(&client, target).await?;
     Ok(SoakRow {
         scenario: "soak",
-        server: setup.spec.describe(),
+        server: setup
+            .servers
+            .first()
+            .map(|spec| spec.describe())
+            .unwrap_or_default(),
         secs,
         rounds,
         connections,
@@ -299,18 +317,30 @@ async fn round(
     let prefix = user_prefix();
     let names = (0..params.users).map(|i| format!("{prefix}{i}")).collect();
     let hidden = indicatif::ProgressBar::hidden();
-    let fleet = Fleet::connect(target, names, setup.connect, &recorder, &hidden).await?;
+    let fleet = Fleet::connect(
+        target,
+        names,
+        setup.connect,
+        Plan::default(),
+        &recorder,
+        &hidden,
+    )
+    .await?;
     let opened = fleet.users.len() as u64;
     let errors = fleet.errors.len() as u64;
     anyhow::ensure!(opened > 0, "soak: no connection opened");
-    let publisher = Publisher::new(target, fleet.users.clone(), Arc::clone(&recorder))?;
+    let publisher = Publisher::new(
+        target,
+        Destination::Users(fleet.users.clone()),
+        Arc::clone(&recorder),
+    )?;
     for _ in 0..params.per_user {
         let first = recorder.next_seqs(opened);
         publisher.send(first, opened, recorder.now_us(), true).await;
     }
     drain(&recorder, setup.drain).await;
     let seen = fleet.close().await;
-    let tally = recorder.tally(&seen);
+    let tally = recorder.tally(&seen, Expect::OneReceiver);
     let deadline = Instant::now() + GAUGE_DEADLINE;
     loop {
         let live = live_connections(client, target).await?;

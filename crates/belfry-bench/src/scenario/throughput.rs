@@ -1,8 +1,8 @@
 //! **throughput**: the highest sustained rate of notifications stored, acknowledged and
 //! delivered, with users connected. Closed loop: `concurrency` publishers each send the next
 //! request as soon as the previous one is answered; first single-notification requests, then
-//! batches. With spawned servers the phases are repeated for each SQLite `synchronous` mode,
-//! interleaved so that noise on a shared machine hits both alike.
+//! batches. With a started Belfry the phases are repeated for each SQLite `synchronous` mode,
+//! interleaved (and with the peer, if any) so that noise on a shared machine hits all alike.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{LoadOutcome, Setup, on_fresh_server, run_load};
 use crate::record::Tally;
-use crate::report::{Row, cores, count, ms, rate};
+use crate::report::{Better, Row, cores, count, ms, rate};
 use crate::target::TargetSpec;
 
 /// Parameters of the throughput scenario.
@@ -34,7 +34,9 @@ pub struct Params {
 #[derive(Debug, Serialize)]
 pub struct ThroughputRow {
     scenario: &'static str,
-    server: String,
+    server: &'static str,
+    target: String,
+    transport: &'static str,
     synchronous: String,
     /// Notifications per request (1: the single endpoint).
     batch: u64,
@@ -62,6 +64,8 @@ impl Row for ThroughputRow {
             "single".into()
         };
         vec![
+            ("server", self.server.to_owned()),
+            ("transport", self.transport.to_owned()),
             ("synchronous", self.synchronous.clone()),
             ("requests", requests),
             ("publishers", self.concurrency.to_string()),
@@ -83,6 +87,35 @@ impl Row for ThroughputRow {
     fn is_clean(&self) -> bool {
         self.connect_errors == 0 && self.tally.is_clean()
     }
+
+    fn server(&self) -> &str {
+        self.server
+    }
+
+    fn phase(&self) -> String {
+        let requests = if self.batch > 1 {
+            format!("batch of {}", self.batch)
+        } else {
+            "single".into()
+        };
+        // The peer has one mode; it is compared with Belfry's `full` (both fsync every commit).
+        let mode = match self.synchronous.as_str() {
+            "default" => "full",
+            other => other,
+        };
+        format!(
+            "throughput {requests} ×{} {} {mode}",
+            self.concurrency, self.transport
+        )
+    }
+
+    fn headline(&self) -> Vec<(&'static str, Option<f64>, Better)> {
+        vec![
+            ("stored+acked/s", Some(self.acked_per_s), Better::Higher),
+            ("delivered/s", Some(self.delivered_per_s), Better::Higher),
+            ("ack p99 ms", Some(self.tally.ack_ms.p99), Better::Lower),
+        ]
+    }
 }
 
 impl ThroughputRow {
@@ -94,11 +127,13 @@ impl ThroughputRow {
 
 /// Runs every phase, each on a fresh server.
 pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<ThroughputRow>> {
-    let modes: Vec<Option<String>> = match &setup.spec {
-        TargetSpec::Spawn { .. } if !params.synchronous.is_empty() => {
-            params.synchronous.iter().cloned().map(Some).collect()
+    let modes = |spec: &TargetSpec| -> Vec<Option<String>> {
+        match spec {
+            TargetSpec::Belfry { .. } if !params.synchronous.is_empty() => {
+                params.synchronous.iter().cloned().map(Some).collect()
+            }
+            _ => vec![None],
         }
-        _ => vec![None],
     };
     let mut shapes = Vec::new();
     if params.concurrency > 0 {
@@ -109,30 +144,31 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<Throughpu
     }
     let mut rows = Vec::new();
     for &(batch, concurrency) in &shapes {
-        for mode in &modes {
-            let spec = match mode {
-                Some(m) => setup
-                    .spec
-                    .with_setting("store.sqlite_synchronous", m.as_str().into()),
-                None => setup.spec.clone(),
-            };
-            let row = on_fresh_server(&spec, params.duration, async |target| {
-                let outcome = phase(setup, target, params, batch, concurrency).await?;
-                Ok(row(
-                    &spec,
-                    mode.as_deref(),
-                    params,
-                    batch,
-                    concurrency,
-                    outcome,
-                ))
-            })
-            .await?;
-            eprintln!(
-                "{}",
-                crate::report::markdown(std::slice::from_ref(&row)).trim()
-            );
-            rows.push(row);
+        for server in &setup.servers {
+            for mode in modes(server) {
+                let spec = match &mode {
+                    Some(m) => server.with_setting("store.sqlite_synchronous", m.as_str().into()),
+                    None => server.clone(),
+                };
+                let row = on_fresh_server(&spec, params.duration, async |target| {
+                    let outcome = phase(setup, &spec, target, params, batch, concurrency).await?;
+                    Ok(row(
+                        setup,
+                        &spec,
+                        mode.as_deref(),
+                        params,
+                        batch,
+                        concurrency,
+                        outcome,
+                    ))
+                })
+                .await?;
+                eprintln!(
+                    "{}",
+                    crate::report::markdown(std::slice::from_ref(&row)).trim()
+                );
+                rows.push(row);
+            }
         }
     }
     Ok(rows)
@@ -141,15 +177,16 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<Throughpu
 /// One closed-loop phase on a running server.
 pub async fn phase(
     setup: &Setup,
+    spec: &TargetSpec,
     target: &mut crate::target::Target,
     params: &Params,
     batch: u64,
     concurrency: usize,
 ) -> anyhow::Result<LoadOutcome> {
     let label = if batch > 1 {
-        format!("batch×{batch}")
+        format!("{} batch×{batch}", spec.name())
     } else {
-        "single".into()
+        format!("{} single", spec.name())
     };
     let duration = params.duration;
     run_load(
@@ -164,6 +201,7 @@ pub async fn phase(
 
 /// Shapes a phase's outcome as a row.
 pub fn row(
+    setup: &Setup,
     spec: &TargetSpec,
     mode: Option<&str>,
     params: &Params,
@@ -178,12 +216,15 @@ pub fn row(
                 .and_then(|v| v.as_str().map(str::to_owned))
         })
         .unwrap_or_else(|| match spec {
-            TargetSpec::Spawn { .. } => "full".into(),
+            TargetSpec::Belfry { .. } => "full".into(),
+            TargetSpec::Peer { .. } => "default".into(),
             TargetSpec::External { .. } => "?".into(),
         });
     ThroughputRow {
         scenario: "throughput",
-        server: spec.describe(),
+        server: spec.name(),
+        target: spec.describe(),
+        transport: setup.connect.transport.name(),
         synchronous,
         batch,
         concurrency,

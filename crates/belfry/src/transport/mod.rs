@@ -7,6 +7,7 @@
 //! sent. They never touch another user's connections and never decide what is stored.
 
 pub mod budget;
+mod gate;
 pub mod poll;
 pub mod sse;
 pub mod ws;

@@ -2,9 +2,11 @@
 //! `id: <seq>` on notifications so the browser's `Last-Event-ID` resumes exactly.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 
 use axum::response::sse::Event as SseEvent;
 use futures_util::Stream;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::app::AppState;
 use crate::protocol::Event;
@@ -25,18 +27,21 @@ pub fn stream(
     feed: Feed,
     hello: Event,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
+    // The two cancellation futures live as long as the stream: made per event, each would
+    // register with and unregister from its token for every event sent.
     struct Session {
         state: AppState,
         feed: Feed,
         hello: Option<Event>,
-        slow: tokio_util::sync::CancellationToken,
+        shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+        slowed: Pin<Box<WaitForCancellationFutureOwned>>,
     }
-    let slow = feed.slow_token();
     let session = Session {
+        shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
+        slowed: Box::pin(feed.slow_token().cancelled_owned()),
         state,
         feed,
         hello: Some(hello),
-        slow,
     };
     futures_util::stream::unfold(session, |mut s| async move {
         if let Some(hello) = s.hello.take() {
@@ -44,8 +49,8 @@ pub fn stream(
         }
         let next = tokio::select! {
             biased;
-            () = s.state.shutdown.cancelled() => None,
-            () = s.slow.cancelled() => None,
+            () = &mut s.shutdown => None,
+            () = &mut s.slowed => None,
             event = s.feed.next() => match event {
                 Ok(Some(event)) => Some(event),
                 Ok(None) => None,

@@ -15,6 +15,7 @@ use crate::model::{NotificationId, Seq, StateChange, UserId};
 use crate::protocol::{ClientFrame, CloseCode, ErrorCode, Event, ServerFrame};
 use crate::rooms::Memberships;
 use crate::transport::budget::FrameBudget;
+use crate::transport::gate::Gated;
 use crate::transport::{Feed, OpenError};
 
 /// Longest a single socket write may take before the connection is given up as dead.
@@ -61,11 +62,14 @@ enum Stop {
 }
 
 /// Runs one WebSocket session to its end.
-pub async fn run<S, R>(state: AppState, params: Params, mut sink: S, mut stream: R)
+pub async fn run<S, R>(state: AppState, params: Params, mut sink: S, stream: R)
 where
     S: Sink<Outbound> + Unpin + Send,
     R: Stream<Item = Inbound> + Unpin + Send,
 {
+    // The loop below wakes for every frame it sends; gated, the socket's read half is polled
+    // only when it has something (see `gate`).
+    let mut stream = Gated::new(stream);
     let outcome = session(&state, params, &mut sink, &mut stream).await;
     if let Stop::Close(code) = outcome {
         let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Outbound::Close(code))).await;
@@ -116,13 +120,26 @@ where
     let mut rooms = Memberships::new(state, &user.id, feed.conn_id());
     let mut last_heard = Instant::now();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    // Made once, not per iteration: each fresh `cancelled()` registers with (and each drop
+    // unregisters from) its token, and each fresh `sleep` adds and removes a timer entry, for
+    // every frame sent.
+    let shutdown = state.shutdown.cancelled();
+    let slowed = slow.cancelled();
+    let mut expires_at = user.expires_at;
+    let expired = tokio::time::sleep(until_unix(expires_at));
+    tokio::pin!(shutdown, slowed, expired);
     loop {
-        let expiry = until_unix(user.expires_at);
+        if user.expires_at != expires_at {
+            expires_at = user.expires_at;
+            expired
+                .as_mut()
+                .reset(tokio::time::Instant::now() + until_unix(expires_at));
+        }
         tokio::select! {
             biased;
-            () = state.shutdown.cancelled() => return Stop::Close(CloseCode::Shutdown),
-            () = slow.cancelled() => return Stop::Close(CloseCode::Slow),
-            () = tokio::time::sleep(expiry) => return Stop::Close(CloseCode::Unauthorized),
+            () = &mut shutdown => return Stop::Close(CloseCode::Shutdown),
+            () = &mut slowed => return Stop::Close(CloseCode::Slow),
+            () = &mut expired => return Stop::Close(CloseCode::Unauthorized),
             inbound = stream.next() => {
                 last_heard = Instant::now();
                 let text = match inbound {

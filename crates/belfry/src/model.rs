@@ -40,6 +40,17 @@ fn check_len(value: &str, max: usize) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// `value` when it is 1–`max` characters without control characters.
+fn printable(value: String, max: usize) -> Result<String, ParseError> {
+    check_len(&value, max)?;
+    if value.chars().any(char::is_control) {
+        return Err(ParseError::BadCharacter(
+            "must not contain control characters",
+        ));
+    }
+    Ok(value)
+}
+
 /// A user id, as the app knows it (the JWT `sub`): 1–128 printable characters, no whitespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -137,14 +148,7 @@ impl Key {
 
     /// Parses a key.
     pub fn parse(value: impl Into<String>) -> Result<Self, ParseError> {
-        let value = value.into();
-        check_len(&value, Self::MAX_LEN)?;
-        if value.chars().any(char::is_control) {
-            return Err(ParseError::BadCharacter(
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(value))
+        printable(value.into(), Self::MAX_LEN).map(Self)
     }
 
     /// The key as text.
@@ -165,14 +169,7 @@ impl Actor {
 
     /// Parses an actor.
     pub fn parse(value: impl Into<String>) -> Result<Self, ParseError> {
-        let value = value.into();
-        check_len(&value, Self::MAX_LEN)?;
-        if value.chars().any(char::is_control) {
-            return Err(ParseError::BadCharacter(
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(value))
+        printable(value.into(), Self::MAX_LEN).map(Self)
     }
 
     /// The actor as text.

@@ -56,6 +56,7 @@ pub struct Recorder {
     acked_ranges: Mutex<Vec<(u64, u64, u64)>>,
     failures: Mutex<BTreeMap<String, u64>>,
     closes: Mutex<BTreeMap<String, u64>>,
+    reconnect_errors: Mutex<BTreeMap<String, u64>>,
 }
 
 fn histogram() -> anyhow::Result<Histogram<u64>> {
@@ -98,6 +99,7 @@ impl Recorder {
             acked_ranges: Mutex::new(Vec::new()),
             failures: Mutex::new(BTreeMap::new()),
             closes: Mutex::new(BTreeMap::new()),
+            reconnect_errors: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -158,6 +160,19 @@ impl Recorder {
         for &us in samples {
             e2e.saturating_record(us);
         }
+    }
+
+    /// A reconnect attempt failed for `why` (it is retried).
+    pub fn reconnect_failed(&self, why: String) {
+        self.reconnect_attempts.fetch_add(1, Ordering::Relaxed);
+        // The first words say what failed; the rest names ports and addresses.
+        let kind: String = why.chars().take(48).collect();
+        bump(&self.reconnect_errors, kind, 1);
+    }
+
+    /// Failed reconnect attempts by reason.
+    pub fn reconnect_errors(&self) -> BTreeMap<String, u64> {
+        lock(&self.reconnect_errors).clone()
     }
 
     /// A connection ended on its own; `why` is a close code or an error kind.

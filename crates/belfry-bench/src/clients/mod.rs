@@ -310,11 +310,8 @@ async fn reconnect(shared: &Shared, client: &Client, seen: &mut Seen) -> Option<
                 }
                 return Some(conn);
             }
-            Err(_) => {
-                shared
-                    .recorder
-                    .reconnect_attempts
-                    .fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                shared.recorder.reconnect_failed(format!("{e:#}"));
                 delay = (delay * 2).min(RECONNECT_MAX);
             }
         }

@@ -67,6 +67,9 @@ pub struct StormRow {
     reconnect_attempts: u64,
     /// The peer's catch-up fetches that failed.
     catch_up_failures: u64,
+    /// Failed reconnect attempts by reason (the first words of the error).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    reconnect_errors: std::collections::BTreeMap<String, u64>,
     #[serde(flatten)]
     tally: Tally,
 }
@@ -315,6 +318,7 @@ fn row(
         catch_up_failures: recorder
             .catch_up_failures
             .load(std::sync::atomic::Ordering::Relaxed),
+        reconnect_errors: recorder.reconnect_errors(),
         tally: outcome.tally,
     }
 }

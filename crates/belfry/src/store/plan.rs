@@ -294,11 +294,10 @@ impl Plan {
         }
         let seq = self.next_seq(row.user);
         let planned = &mut self.rows[index];
-        let merged = row.merged_into(planned.notification.clone(), seq, policy.max_actors);
-        planned.notification = merged.clone();
+        row.merge_into(&mut planned.notification, seq, policy.max_actors);
         planned.data = Arc::clone(data);
         planned.changed = true;
-        Ok(Some(merged))
+        Ok(Some(planned.notification.clone()))
     }
 
     /// Writes the plan: the advanced seqs, the new rows, the rewritten group items, the keys.

@@ -146,14 +146,9 @@ impl NewRow<'_> {
             && now - to_ms(head.created_at) < window_ms
     }
 
-    /// `head` with this event merged in, under its new `seq`: one more event, this event's
-    /// type, data and expiry, its actor moved to the front of at most `max_actors`.
-    pub(super) fn merged_into(
-        &self,
-        mut head: Notification,
-        seq: Seq,
-        max_actors: usize,
-    ) -> Notification {
+    /// Merges this event into `head` under its new `seq`: one more event, this event's type,
+    /// data and expiry, its actor moved to the front of at most `max_actors`.
+    pub(super) fn merge_into(&self, head: &mut Notification, seq: Seq, max_actors: usize) {
         if let Some(actor) = self.actor() {
             let known = head.actors.iter().position(|a| a == actor);
             match known {
@@ -172,7 +167,6 @@ impl NewRow<'_> {
         head.data = self.request.data.clone();
         head.expires_at = self.request.expires_at;
         head.updated_at = Some(self.created_at);
-        head
     }
 }
 

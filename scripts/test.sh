@@ -12,6 +12,18 @@ step "dependencies"
 scripts/install-deps.sh
 scripts/services.sh
 
+# The SDK and the demo page first: the server embeds demo/dist, and while it is missing its build
+# script reruns (and belfry recompiles) on every cargo command below.
+if [ -f clients/js/package.json ]; then
+  step "TypeScript SDK"
+  (cd clients/js && npm run --silent typecheck && npm run --silent build && npm test --silent)
+fi
+
+if [ -f demo/package.json ]; then
+  step "demo build"
+  (cd demo && npm run --silent build)
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -45,16 +57,6 @@ target/debug/belfry-bench --server-bin target/debug/belfry --no-progress smoke
 
 step "hardening suites, quick (cargo deny, fuzz, Autobahn, schemathesis, soak)"
 scripts/hardening.sh --quick
-
-if [ -f clients/js/package.json ]; then
-  step "TypeScript SDK"
-  (cd clients/js && npm run --silent typecheck && npm run --silent build && npm test --silent)
-fi
-
-if [ -f demo/package.json ]; then
-  step "demo build"
-  (cd demo && npm run --silent build)
-fi
 
 if [ -f e2e/package.json ]; then
   step "browser end-to-end tests"

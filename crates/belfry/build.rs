@@ -22,7 +22,17 @@ fn main() -> std::io::Result<()> {
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(std::io::Error::other)?);
     let dist = manifest.join("../../demo/dist");
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("demo");
-    println!("cargo:rerun-if-changed={}", dist.display());
+    // Watch the build when there is one; otherwise the demo folder, so that a later build is
+    // noticed (watching a path that does not exist would rerun this script, and rebuild the
+    // crate, on every cargo command).
+    if dist.exists() {
+        println!("cargo:rerun-if-changed={}", dist.display());
+    } else {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest.join("../../demo").display()
+        );
+    }
     if out.exists() {
         std::fs::remove_dir_all(&out)?;
     }

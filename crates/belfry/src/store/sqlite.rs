@@ -1,5 +1,6 @@
-//! SQLite store: one file in WAL mode, a read pool, and one writer task that commits concurrent
-//! inserts together (group commit), so throughput does not hinge on one fsync per notification.
+//! SQLite store: one file in WAL mode, a read pool, one writer task that commits concurrent
+//! inserts together (group commit), so throughput does not hinge on one fsync per notification,
+//! and a checkpointer that copies the WAL back into the database file off the commit path.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -38,11 +39,76 @@ const MAX_IDS_PER_STATEMENT: usize = 512;
 /// Rows per multi-row insert (14 parameters each).
 const MAX_ROWS_PER_INSERT: usize = 128;
 
+/// How often the checkpointer copies committed pages from the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// The WAL size, in pages, past which the writer checkpoints by itself (SQLite's
+/// `wal_autocheckpoint`). The checkpointer normally keeps the WAL far below it; this only bounds
+/// the file if the checkpointer cannot keep up. SQLite's default of 1000 pages made every few
+/// hundred commits wait for a whole checkpoint, and its fsync, before their 201.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 65_536;
+
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
     writer: GroupCommit,
+    checkpointer: Checkpointer,
+}
+
+/// Checkpoints the WAL on a connection of its own, off the commit path: a `PASSIVE` checkpoint
+/// runs beside the writer (it never waits for it, nor the writer for it), so no 201 waits for
+/// pages to be copied into the database file.
+struct Checkpointer {
+    pool: SqlitePool,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    fn start(pool: SqlitePool) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn({
+            let (pool, stop) = (pool.clone(), stop.clone());
+            async move {
+                let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                        .execute(&pool)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "SQLite WAL checkpoint failed; retrying");
+                    }
+                }
+            }
+        });
+        Self {
+            pool,
+            stop,
+            task: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// Stops the periodic checkpoints, then copies the whole WAL back and truncates it (after
+    /// the writer has stopped), so a stopped server leaves a small WAL file behind.
+    async fn close(&self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "final SQLite WAL checkpoint failed");
+        }
+        self.pool.close().await;
+    }
 }
 
 impl SqliteStore {
@@ -71,9 +137,16 @@ impl SqliteStore {
         }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma(
+                "wal_autocheckpoint",
+                WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+            ))
             .await?;
         MIGRATOR.run(&write).await?;
+        let checkpoint = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(config.read_connections.max(1))
             .connect_with(options.read_only(true))
@@ -88,6 +161,7 @@ impl SqliteStore {
             read,
             write,
             writer,
+            checkpointer: Checkpointer::start(checkpoint),
         })
     }
 }
@@ -416,7 +490,8 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.writer.close().await;
-        self.read.close().await;
         self.write.close().await;
+        self.checkpointer.close().await;
+        self.read.close().await;
     }
 }

@@ -29,5 +29,6 @@ mod resume;
 mod retention;
 mod rooms;
 mod slow;
+mod sqlite_wal;
 mod sse;
 mod store_concurrency;

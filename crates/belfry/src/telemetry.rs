@@ -43,6 +43,9 @@ pub struct Metrics {
     pub store_unavailable: Counter,
     /// Messages for other nodes dropped because the broker was unreachable or its queue full.
     pub broker_dropped: Counter,
+    /// Store reads of live feeds: a resume with `since`, or a gap in a connection's `seq`s that
+    /// the outbox did not fill within the hold-back time.
+    pub feed_store_reads: Counter,
     /// Ingested messages stored (or recognised as already stored).
     pub ingest_stored: Counter,
     /// Ingested messages refused as poison and sent to a dead-letter destination.
@@ -80,6 +83,7 @@ impl Metrics {
         let slow_disconnects = Counter::default();
         let store_unavailable = Counter::default();
         let broker_dropped = Counter::default();
+        let feed_store_reads = Counter::default();
         let ingest_stored = Counter::default();
         let ingest_poison = Counter::default();
         let push_sent = Counter::default();
@@ -163,6 +167,11 @@ impl Metrics {
             "Messages for other nodes dropped because the broker was unreachable",
             broker_dropped.clone(),
         );
+        registry.register(
+            "feed_store_reads",
+            "Store reads of live feeds catching up (a resume, or a gap the outbox did not fill)",
+            feed_store_reads.clone(),
+        );
         Self {
             registry,
             connections,
@@ -172,6 +181,7 @@ impl Metrics {
             slow_disconnects,
             store_unavailable,
             broker_dropped,
+            feed_store_reads,
             ingest_stored,
             ingest_poison,
             push_sent,

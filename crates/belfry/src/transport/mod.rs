@@ -12,8 +12,11 @@ pub mod poll;
 pub mod sse;
 pub mod ws;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
 
 use crate::app::AppState;
 use crate::broker::{Topic, Watch};
@@ -24,6 +27,17 @@ use crate::store::{Store, StoreError};
 
 /// How many notifications one catch-up read fetches.
 const CATCH_UP_PAGE: u32 = 256;
+
+/// How long a feed holds back notifications that arrived after a gap, waiting for the outbox to
+/// fill it, before it reads the gap from the store. Concurrent requests for one user commit in
+/// one group and publish from their own tasks, so `seq` 7 often reaches the outbox a moment
+/// before 6: with a read per gap, every connection of a busy user read the store for every
+/// such swap (a broadcast to 1 000 connections of one user spent most of its time there).
+/// A notification the broker really lost arrives this much later.
+pub const GAP_HOLD: Duration = Duration::from_millis(100);
+
+/// At most this many notifications are held back; one more reads the gap from the store.
+const MAX_HELD: usize = 256;
 
 /// Why a feed could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +63,14 @@ pub struct Feed {
     last_sent: Seq,
     catching_up: bool,
     pending: VecDeque<Arc<Event>>,
+    /// Notifications that arrived after a gap, by `seq`, held back until the gap fills.
+    held: BTreeMap<Seq, Arc<Event>>,
+    /// When the held-back notifications stop waiting and the gap is read from the store.
+    hold_until: Option<tokio::time::Instant>,
+    /// Events without a `seq` (state changes, room messages) that arrived while notifications
+    /// were held back: they go out after the gap is filled, in arrival order.
+    after_gap: VecDeque<Arc<Event>>,
+    store_reads: Counter,
 }
 
 impl Feed {
@@ -85,11 +107,20 @@ impl Feed {
             last_sent,
             catching_up: last_sent < counts.last_seq,
             pending: VecDeque::new(),
+            held: BTreeMap::new(),
+            hold_until: None,
+            after_gap: VecDeque::new(),
+            store_reads: state.metrics.feed_store_reads.clone(),
         };
         Ok((feed, hello))
     }
 
     /// The next event to send, or `None` when the hub dropped this connection.
+    ///
+    /// Notifications go out in `seq` order. One that arrives after a gap is held back for up to
+    /// [`GAP_HOLD`] while the outbox fills the gap; then (or when a seq-less event arrives, or
+    /// too many are held) everything after `last_sent` is read from the store, which has every
+    /// committed notification, held ones included.
     ///
     /// Cancel-safe: state only changes after an await completes, so dropping this future in a
     /// `select!` loses nothing.
@@ -99,6 +130,7 @@ impl Feed {
                 return Ok(Some(event));
             }
             if self.catching_up {
+                self.store_reads.inc();
                 let page = self
                     .store
                     .after(&self.user, self.last_sent, None, CATCH_UP_PAGE)
@@ -110,25 +142,94 @@ impl Feed {
                 }
                 continue;
             }
-            let Some(event) = self.registration.outbox.recv().await else {
+            // The gap, if any, is filled: held-back notifications and deferred events go next.
+            if let Some(event) = self.take_held() {
+                return Ok(Some(event));
+            }
+            if self.held.is_empty()
+                && let Some(event) = self.after_gap.pop_front()
+            {
+                return Ok(Some(event));
+            }
+            let received = match self.hold_until {
+                Some(until) => {
+                    tokio::select! {
+                        event = self.registration.outbox.recv() => Some(event),
+                        () = tokio::time::sleep_until(until) => None,
+                    }
+                }
+                None => Some(self.registration.outbox.recv().await),
+            };
+            let Some(received) = received else {
+                // The gap did not fill in time: read it (and what was held) from the store.
+                self.read_gap_from_store();
+                continue;
+            };
+            let Some(event) = received else {
                 return Ok(None);
             };
             if event.is_resync() {
+                self.read_gap_from_store();
                 self.catching_up = true;
                 continue;
             }
             match event.seq {
-                None => return Ok(Some(event)),
-                Some(seq) if seq <= self.last_sent => continue,
+                None if self.held.is_empty() => return Ok(Some(event)),
+                None => {
+                    // Keep it behind the held notifications; stop waiting for the gap.
+                    self.after_gap.push_back(event);
+                    self.read_gap_from_store();
+                }
+                Some(seq) if seq <= self.last_sent => {}
                 Some(seq) if seq == self.last_sent + 1 => {
                     self.last_sent = seq;
+                    if self.held.is_empty() {
+                        self.hold_until = None;
+                    }
                     return Ok(Some(event));
                 }
-                // A gap: read everything after `last_sent` from the store, which includes this
-                // event (it was committed before it was published).
-                Some(_) => self.catching_up = true,
+                Some(seq) => {
+                    self.held.insert(seq, event);
+                    if self.held.len() > MAX_HELD {
+                        self.read_gap_from_store();
+                    } else if self.hold_until.is_none() {
+                        self.hold_until = Some(tokio::time::Instant::now() + GAP_HOLD);
+                    }
+                }
             }
         }
+    }
+
+    /// The next held-back notification, if the gap before it is filled. Drops held ones that
+    /// were sent meanwhile.
+    fn take_held(&mut self) -> Option<Arc<Event>> {
+        while let Some(entry) = self.held.first_entry() {
+            let seq = *entry.key();
+            if seq <= self.last_sent {
+                entry.remove();
+            } else if seq == self.last_sent + 1 {
+                self.last_sent = seq;
+                let event = entry.remove();
+                if self.held.is_empty() {
+                    self.hold_until = None;
+                }
+                return Some(event);
+            } else {
+                return None;
+            }
+        }
+        self.hold_until = None;
+        None
+    }
+
+    /// Gives up waiting for the gap: the store read that follows returns everything after
+    /// `last_sent`, held notifications included.
+    fn read_gap_from_store(&mut self) {
+        if !self.held.is_empty() {
+            self.held.clear();
+            self.catching_up = true;
+        }
+        self.hold_until = None;
     }
 
     /// Cancelled when the hub found this connection's outbox full.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::json;
 
-use crate::support::{DEADLINE, spawn_app};
+use crate::support::{DEADLINE, TestApp, metric, spawn_app};
 
 #[tokio::test]
 async fn reconnecting_with_since_replays_exactly_the_missed_notifications() {
@@ -138,4 +138,114 @@ async fn a_since_beyond_the_last_seq_still_gets_new_notifications() {
     let frame = ws.next_json().await;
     assert_eq!(frame["seq"], 2);
     assert_eq!(frame["notification"]["type"], "after.reset");
+}
+
+/// Stores one notification for `user` without publishing it, as a commit whose publish has not
+/// reached this node yet; returns it.
+async fn store_unpublished(app: &TestApp, user: &str, i: u32) -> belfry::model::Notification {
+    use belfry::model::{NewNotification, NotificationType, UserId};
+    use belfry::store::Inserted;
+    let new = NewNotification {
+        recipients: vec![UserId::parse(user).unwrap()],
+        kind: NotificationType::parse("swap").unwrap(),
+        data: json!({ "i": i }),
+        group_key: None,
+        actor: None,
+        idempotency_key: None,
+        expires_at: None,
+        muted: Default::default(),
+        muted_action: Default::default(),
+    };
+    match app.state.store.insert(vec![new]).await.unwrap().pop() {
+        Some(Inserted::New(mut list)) => list.pop().unwrap(),
+        other => panic!("not stored: {other:?}"),
+    }
+}
+
+fn publish(app: &TestApp, notification: &belfry::model::Notification) {
+    let event = belfry::protocol::ServerFrame::delivering(notification).encode();
+    app.state
+        .hub
+        .deliver(&notification.user_id, &std::sync::Arc::new(event));
+}
+
+async fn feed_store_reads(app: &TestApp) -> f64 {
+    metric(&app.metrics().await, "belfry_feed_store_reads_total")
+}
+
+#[tokio::test]
+async fn notifications_published_out_of_order_go_out_in_order_without_a_store_read() {
+    let app = spawn_app().await;
+    let (mut ws, hello) = app.ws_ready("alice", None).await;
+    assert_eq!(hello["last_seq"], 0);
+    let first = store_unpublished(&app, "alice", 1).await;
+    let second = store_unpublished(&app, "alice", 2).await;
+    let third = store_unpublished(&app, "alice", 3).await;
+    // 3 and 2 reach the outbox before 1, as when concurrent requests commit in one group.
+    publish(&app, &third);
+    publish(&app, &second);
+    publish(&app, &first);
+    for expected in 1..=3 {
+        let frame = ws.next_of("notification").await;
+        assert_eq!(frame["seq"], expected);
+        assert_eq!(frame["notification"]["data"]["i"], expected);
+    }
+    // The held-back notifications came from the outbox: the store was not read.
+    assert_eq!(feed_store_reads(&app).await, 0.0);
+    // And nothing came twice.
+    let more = ws.try_next_json(Duration::from_millis(300)).await;
+    assert!(
+        !matches!(&more, Ok(Some(frame)) if frame["type"] == "notification"),
+        "{more:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gap_the_outbox_does_not_fill_is_read_from_the_store_after_the_hold() {
+    let app = spawn_app().await;
+    let (mut ws, _) = app.ws_ready("alice", None).await;
+    let _lost = store_unpublished(&app, "alice", 1).await;
+    let second = store_unpublished(&app, "alice", 2).await;
+    // 1's publish never arrives (a broker that dropped it): 2 waits, then the store fills 1.
+    let published = std::time::Instant::now();
+    publish(&app, &second);
+    let frame = ws.next_of("notification").await;
+    assert_eq!(frame["seq"], 1);
+    assert!(
+        published.elapsed() >= belfry::transport::GAP_HOLD,
+        "read before the hold ended: {:?}",
+        published.elapsed()
+    );
+    assert_eq!(ws.next_of("notification").await["seq"], 2);
+    assert!(feed_store_reads(&app).await >= 1.0);
+}
+
+#[tokio::test]
+async fn a_state_change_behind_held_notifications_goes_out_after_them() {
+    let app = spawn_app().await;
+    let (mut ws, _) = app.ws_ready("alice", None).await;
+    let first = store_unpublished(&app, "alice", 1).await;
+    let second = store_unpublished(&app, "alice", 2).await;
+    publish(&app, &second);
+    // A read-all while 2 is held back: the store fills the gap at once, then the state frame.
+    let (status, body) = app
+        .post_as("alice", "/v1/me/notifications/read-all", json!({}))
+        .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let frame = ws.next_json().await;
+        match frame["type"].as_str() {
+            Some("notification") => seen.push(format!("n{}", frame["seq"])),
+            Some("state") => seen.push("state".into()),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["n1", "n2", "state"]);
+    publish(&app, &first);
+    let more = ws.try_next_json(Duration::from_millis(300)).await;
+    assert!(
+        !matches!(&more, Ok(Some(frame)) if frame["type"] == "notification"),
+        "{more:?}"
+    );
 }

@@ -172,8 +172,10 @@ impl Publisher {
     }
 
     /// Sends `rate` single-notification requests per second for `duration`, on schedule,
-    /// with at most `max_in_flight` unanswered. Returns how long publishing took, including the
-    /// last answers.
+    /// with at most `max_in_flight` unanswered. A server too slow for the schedule holds sends
+    /// back (they start late); those whose turn has not come by the cutoff ([`open_loop_cutoff`])
+    /// are abandoned and counted as unsent, so that a phase's length stays bounded. Returns how
+    /// long publishing took, including the last answers.
     pub async fn open_loop(
         self: &Arc<Self>,
         rate: f64,
@@ -185,16 +187,29 @@ impl Publisher {
         let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
         let started = Instant::now();
+        let cutoff = started + open_loop_cutoff(duration);
         let mut tasks = JoinSet::new();
         for k in 0..total {
+            if Instant::now() >= cutoff {
+                self.recorder.unsent.fetch_add(total - k, Ordering::Relaxed);
+                break;
+            }
             let scheduled = started + period.mul_f64(k as f64);
             // Sleeps of under a millisecond are not worth a timer: send what is due now.
             if scheduled > Instant::now() + Duration::from_millis(1) {
                 tokio::time::sleep_until(scheduled.into()).await;
             }
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                break;
-            };
+            let slot =
+                match tokio::time::timeout_at(cutoff.into(), Arc::clone(&slots).acquire_owned())
+                    .await
+                {
+                    Ok(Ok(slot)) => slot,
+                    Ok(Err(_closed)) => break,
+                    Err(_cutoff) => {
+                        self.recorder.unsent.fetch_add(total - k, Ordering::Relaxed);
+                        break;
+                    }
+                };
             if Instant::now().saturating_duration_since(scheduled) > late_after {
                 self.recorder.late.fetch_add(1, Ordering::Relaxed);
             }
@@ -210,6 +225,12 @@ impl Publisher {
         while tasks.join_next().await.is_some() {}
         started.elapsed()
     }
+}
+
+/// How long after its start an open-loop schedule of `duration` stops starting sends: twice
+/// its length, and at least ten seconds more.
+pub fn open_loop_cutoff(duration: Duration) -> Duration {
+    duration + duration.max(Duration::from_secs(10))
 }
 
 fn failure_reason(e: &reqwest::Error) -> String {

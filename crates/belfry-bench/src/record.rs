@@ -33,6 +33,9 @@ pub struct Recorder {
     pub failed: AtomicU64,
     /// Open-loop sends that started later than their schedule allowed.
     pub late: AtomicU64,
+    /// Open-loop sends abandoned unsent: the phase ran out of time before their turn came
+    /// (the server answered too slowly for the schedule).
+    pub unsent: AtomicU64,
     /// Notification frames received, first sight on their connection.
     pub delivered: AtomicU64,
     /// Notification frames whose id this connection had already seen.
@@ -85,6 +88,7 @@ impl Recorder {
             acked: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             late: AtomicU64::new(0),
+            unsent: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             reordered: AtomicU64::new(0),
@@ -253,6 +257,7 @@ impl Recorder {
             acked: self.acked.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             late: self.late.load(Ordering::Relaxed),
+            unsent: self.unsent.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             lost,
             duplicated: self.duplicates.load(Ordering::Relaxed),
@@ -291,6 +296,8 @@ pub struct Tally {
     pub failed: u64,
     /// Open-loop sends that started late.
     pub late: u64,
+    /// Open-loop sends abandoned unsent at the phase's cutoff.
+    pub unsent: u64,
     /// Notifications received (first sight per connection).
     pub delivered: u64,
     /// Acknowledged but never received by the end of the drain.
@@ -321,9 +328,10 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// True when nothing was lost, duplicated, reordered, failed or disconnected.
+    /// True when nothing was lost, duplicated, reordered, failed, left unsent or disconnected.
     pub fn is_clean(&self) -> bool {
         self.lost == 0
+            && self.unsent == 0
             && self.duplicated == 0
             && self.reordered == 0
             && self.failed == 0

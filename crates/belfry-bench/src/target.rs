@@ -60,6 +60,11 @@ impl TargetSpec {
         }
     }
 
+    /// Whether this is a peer compared with Belfry (not Belfry itself).
+    pub fn is_peer(&self) -> bool {
+        self.dialect() != Dialect::Belfry
+    }
+
     /// The server's short name for tables: `belfry` or `fastapi`.
     pub fn name(&self) -> &'static str {
         self.dialect().name()

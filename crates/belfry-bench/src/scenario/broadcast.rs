@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{
-    Audience, AudienceKind, LoadOutcome, Setup, on_fresh_server, run_audience, user_prefix,
+    Audience, AudienceKind, LoadOutcome, Setup, on_fresh_server, peer_may_fail, run_audience,
+    user_prefix,
 };
 use crate::clients::Plan;
 use crate::record::Tally;
@@ -137,11 +138,14 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<Broadcast
     for &n in &params.connections {
         for server in &setup.servers {
             let spec = sized_for(server, params.mode, n);
-            let row = on_fresh_server(&spec, params.duration, async |target| {
+            let result = on_fresh_server(&spec, params.duration, async |target| {
                 let outcome = phase(setup, &spec, target, params, n).await?;
                 Ok(row(setup, &spec, params, n, outcome))
             })
-            .await?;
+            .await;
+            let Some(row) = peer_may_fail(&spec, result)? else {
+                continue;
+            };
             eprintln!(
                 "{}",
                 crate::report::markdown(std::slice::from_ref(&row)).trim()

@@ -60,6 +60,7 @@ impl Row for LatencyRow {
             ("seconds", format!("{:.0}", self.duration_s)),
             ("sent", count(self.tally.sent)),
             ("late", count(self.tally.late)),
+            ("unsent", count(self.tally.unsent)),
             ("p50 ms", ms(e2e.p50)),
             ("p90 ms", ms(e2e.p90)),
             ("p99 ms", ms(e2e.p99)),

@@ -228,7 +228,9 @@ async fn drain(recorder: &Recorder, limit: Duration) {
 }
 
 /// Runs `phase` once per server of `setup` (each on its own server, see [`on_fresh_server`]),
-/// Belfry first; returns the results in that order.
+/// Belfry first; returns the results in that order. A phase that fails on Belfry fails the
+/// scenario; one that fails on a peer (it could not finish in time, say) is reported on stderr
+/// and leaves that peer's figure out, so Belfry's figures are kept.
 pub async fn on_each_server<T, F>(
     setup: &Setup,
     planned: Duration,
@@ -239,10 +241,23 @@ where
 {
     let mut results = Vec::with_capacity(setup.servers.len());
     for spec in &setup.servers {
-        results
-            .push(on_fresh_server(spec, planned, async |target| phase(spec, target).await).await?);
+        let result = on_fresh_server(spec, planned, async |target| phase(spec, target).await).await;
+        results.extend(peer_may_fail(spec, result)?);
     }
     Ok(results)
+}
+
+/// What to do with a phase's result on `spec`: a failure on Belfry fails the scenario; on a
+/// peer it is reported on stderr and gives `None`, so the scenario goes on without that figure.
+pub fn peer_may_fail<T>(spec: &TargetSpec, result: anyhow::Result<T>) -> anyhow::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if spec.is_peer() => {
+            eprintln!("{}: phase failed, no figures: {e:#}", spec.name());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs one phase on its own server: start, `phase`, stop (also when the phase failed), with

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{LoadOutcome, Setup, on_fresh_server, run_load};
+use super::{LoadOutcome, Setup, on_fresh_server, peer_may_fail, run_load};
 use crate::record::Tally;
 use crate::report::{Better, Row, cores, count, ms, rate};
 use crate::target::TargetSpec;
@@ -150,7 +150,7 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<Throughpu
                     Some(m) => server.with_setting("store.sqlite_synchronous", m.as_str().into()),
                     None => server.clone(),
                 };
-                let row = on_fresh_server(&spec, params.duration, async |target| {
+                let result = on_fresh_server(&spec, params.duration, async |target| {
                     let outcome = phase(setup, &spec, target, params, batch, concurrency).await?;
                     Ok(row(
                         setup,
@@ -162,7 +162,10 @@ pub async fn run(setup: &Setup, params: &Params) -> anyhow::Result<Vec<Throughpu
                         outcome,
                     ))
                 })
-                .await?;
+                .await;
+                let Some(row) = peer_may_fail(&spec, result)? else {
+                    continue;
+                };
                 eprintln!(
                     "{}",
                     crate::report::markdown(std::slice::from_ref(&row)).trim()

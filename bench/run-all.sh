@@ -4,7 +4,7 @@
 # the bench printed under bench/results/<UTC time>/ (git-ignored): one file per step with its JSON
 # lines and Markdown tables, and machine.txt (commit, CPU, load, limits) for the record.
 #
-#   bench/run-all.sh            every step (~25 min on a 2-core machine)
+#   bench/run-all.sh            every step (~30 min on a 2-core machine)
 #   bench/run-all.sh STEP...    only these steps, e.g. `bench/run-all.sh latency storm`
 #   bench/run-all.sh --list     the steps and their commands
 #
@@ -19,11 +19,12 @@ P=(--peer fastapi --no-progress)
 
 # name | arguments of belfry-bench
 steps=(
-  "throughput|throughput --synchronous full ${P[*]}"
+  "throughput|throughput --synchronous full,normal ${P[*]}"
   "throughput-batch500|throughput --synchronous full --concurrency 0 --batch 500 --batch-concurrency 4 ${P[*]}"
   "latency|latency --users 10000 --rate 1000,5000 ${P[*]}"
   "latency-normal|latency --users 10000 --rate 1000,5000,10000 --set store.sqlite_synchronous=normal --no-progress"
-  "ladder|ladder ${P[*]}"
+  "ladder|ladder --start 20 ${P[*]}"
+  "ladder-normal|ladder --start 20 --set store.sqlite_synchronous=normal --peer-env PEER_SQLITE_JOURNAL=wal ${P[*]}"
   "broadcast-user|broadcast --mode user --connections 1000,10000 --rate 100 ${P[*]}"
   "broadcast-room|broadcast --mode room --connections 1000,10000 --rate 100 ${P[*]}"
   "storm|storm --clients 10000 --rate 500 ${P[*]}"

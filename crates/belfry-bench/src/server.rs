@@ -16,8 +16,9 @@ use tokio::process::{Child, Command};
 
 /// How long a started server may take to answer its readiness probe.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a stopped server may take to exit after SIGTERM before it is killed.
-const STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// How long a stopped server may take to exit after SIGTERM before it is killed: more than
+/// Belfry's own shutdown can take (it drains the listener, then the sessions, 10 s each at most).
+const STOP_DEADLINE: Duration = Duration::from_secs(25);
 
 /// How to start a server process.
 #[derive(Debug, Clone)]

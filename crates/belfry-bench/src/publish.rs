@@ -189,27 +189,19 @@ impl Publisher {
         let started = Instant::now();
         let cutoff = started + open_loop_cutoff(duration);
         let mut tasks = JoinSet::new();
-        for k in 0..total {
-            if Instant::now() >= cutoff {
-                self.recorder.unsent.fetch_add(total - k, Ordering::Relaxed);
-                break;
-            }
-            let scheduled = started + period.mul_f64(k as f64);
+        let mut begun = 0;
+        while begun < total && Instant::now() < cutoff {
+            let scheduled = started + period.mul_f64(begun as f64);
             // Sleeps of under a millisecond are not worth a timer: send what is due now.
             if scheduled > Instant::now() + Duration::from_millis(1) {
                 tokio::time::sleep_until(scheduled.into()).await;
             }
-            let slot =
-                match tokio::time::timeout_at(cutoff.into(), Arc::clone(&slots).acquire_owned())
-                    .await
-                {
-                    Ok(Ok(slot)) => slot,
-                    Ok(Err(_closed)) => break,
-                    Err(_cutoff) => {
-                        self.recorder.unsent.fetch_add(total - k, Ordering::Relaxed);
-                        break;
-                    }
-                };
+            let acquired =
+                tokio::time::timeout_at(cutoff.into(), Arc::clone(&slots).acquire_owned()).await;
+            let Ok(Ok(slot)) = acquired else {
+                break;
+            };
+            begun += 1;
             if Instant::now().saturating_duration_since(scheduled) > late_after {
                 self.recorder.late.fetch_add(1, Ordering::Relaxed);
             }
@@ -222,6 +214,10 @@ impl Publisher {
             });
             while tasks.try_join_next().is_some() {}
         }
+        // What the schedule still held at the cutoff was never sent.
+        self.recorder
+            .unsent
+            .fetch_add(total - begun, Ordering::Relaxed);
         while tasks.join_next().await.is_some() {}
         started.elapsed()
     }

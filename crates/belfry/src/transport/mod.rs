@@ -65,7 +65,8 @@ pub struct Feed {
     pending: VecDeque<Arc<Event>>,
     /// Notifications that arrived after a gap, by `seq`, held back until the gap fills.
     held: BTreeMap<Seq, Arc<Event>>,
-    /// When the held-back notifications stop waiting and the gap is read from the store.
+    /// When the held-back notifications stop waiting and the gap is read from the store;
+    /// `Some` exactly while `held` is not empty.
     hold_until: Option<tokio::time::Instant>,
     /// Events without a `seq` (state changes, room messages) that arrived while notifications
     /// were held back: they go out after the gap is filled, in arrival order.
@@ -183,9 +184,6 @@ impl Feed {
                 Some(seq) if seq <= self.last_sent => {}
                 Some(seq) if seq == self.last_sent + 1 => {
                     self.last_sent = seq;
-                    if self.held.is_empty() {
-                        self.hold_until = None;
-                    }
                     return Ok(Some(event));
                 }
                 Some(seq) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::json;
 
-use crate::support::{DEADLINE, TestApp, metric, spawn_app};
+use crate::support::{DEADLINE, TestApp, WsClient, metric, spawn_app};
 
 #[tokio::test]
 async fn reconnecting_with_since_replays_exactly_the_missed_notifications() {
@@ -169,6 +169,15 @@ fn publish(app: &TestApp, notification: &belfry::model::Notification) {
         .deliver(&notification.user_id, &std::sync::Arc::new(event));
 }
 
+/// No further notification frame arrives within 300 ms (other frames may).
+async fn assert_no_more_notifications(ws: &mut WsClient) {
+    let more = ws.try_next_json(Duration::from_millis(300)).await;
+    assert!(
+        !matches!(&more, Ok(Some(frame)) if frame["type"] == "notification"),
+        "{more:?}"
+    );
+}
+
 async fn feed_store_reads(app: &TestApp) -> f64 {
     metric(&app.metrics().await, "belfry_feed_store_reads_total")
 }
@@ -193,11 +202,7 @@ async fn notifications_published_out_of_order_go_out_in_order_without_a_store_re
     // The held-back notifications came from the outbox: the store was not read.
     assert_eq!(feed_store_reads(&app).await, 0.0);
     // And nothing came twice.
-    let more = ws.try_next_json(Duration::from_millis(300)).await;
-    assert!(
-        !matches!(&more, Ok(Some(frame)) if frame["type"] == "notification"),
-        "{more:?}"
-    );
+    assert_no_more_notifications(&mut ws).await;
 }
 
 #[tokio::test]
@@ -243,9 +248,5 @@ async fn a_state_change_behind_held_notifications_goes_out_after_them() {
     }
     assert_eq!(seen, ["n1", "n2", "state"]);
     publish(&app, &first);
-    let more = ws.try_next_json(Duration::from_millis(300)).await;
-    assert!(
-        !matches!(&more, Ok(Some(frame)) if frame["type"] == "notification"),
-        "{more:?}"
-    );
+    assert_no_more_notifications(&mut ws).await;
 }

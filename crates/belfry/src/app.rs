@@ -171,6 +171,16 @@ impl App {
             None
         };
         let config = Arc::new(config);
+        let tasks = TaskTracker::new();
+        if let Some(every) = config.broker.position_check() {
+            let check = crate::positions::PositionCheck::new(
+                Arc::clone(&hub),
+                Arc::clone(&store),
+                Arc::clone(&metrics),
+                every,
+            );
+            tasks.spawn(check.run(shutdown.child_token()));
+        }
         crate::retention::spawn(
             Arc::clone(&store),
             Arc::clone(&config),
@@ -187,7 +197,7 @@ impl App {
             rate_limits,
             metrics,
             shutdown,
-            tasks: TaskTracker::new(),
+            tasks,
             demo,
         };
         Ok(Self { listener, state })

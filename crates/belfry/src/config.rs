@@ -126,6 +126,18 @@ pub struct BrokerConfig {
     /// Prefix of channel/subject names, so several deployments can share a server. Default
     /// `belfry`.
     pub prefix: String,
+    /// How often each node compares what it sent its connected users with the store (their
+    /// highest seq and state version) and resyncs those behind, in milliseconds; 0 turns the
+    /// check off. It bounds how long a change lost between nodes stays missing. Default 5000.
+    pub position_check_ms: u64,
+}
+
+impl BrokerConfig {
+    /// The position check's interval; `None` when it is off.
+    pub fn position_check(&self) -> Option<std::time::Duration> {
+        (self.position_check_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.position_check_ms))
+    }
 }
 
 impl Default for BrokerConfig {
@@ -134,6 +146,7 @@ impl Default for BrokerConfig {
             kind: BrokerKind::Local,
             url: None,
             prefix: "belfry".into(),
+            position_check_ms: 5_000,
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod intake;
 pub mod listener;
 pub mod model;
 pub mod notifier;
+pub mod positions;
 pub mod preferences;
 pub mod protocol;
 pub mod push;

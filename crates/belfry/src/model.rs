@@ -181,6 +181,33 @@ impl Actor {
 /// A per-user sequence number. The first notification of a user has seq 1.
 pub type Seq = i64;
 
+/// A user's state version: one counter per user, taken by every read-state and preferences
+/// change in the transaction that stores it, so that a late copy of a change can be told from
+/// a newer one. 0 before the first change.
+pub type StateVersion = i64;
+
+/// Where a user's stream stands: what a connection that is up to date has been sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Highest `seq` ever assigned to the user.
+    pub last_seq: Seq,
+    /// The user's state version.
+    pub state_version: StateVersion,
+}
+
+impl Position {
+    /// Moves each part up to `other`'s where that is ahead.
+    pub fn advance(&mut self, other: Position) {
+        self.last_seq = self.last_seq.max(other.last_seq);
+        self.state_version = self.state_version.max(other.state_version);
+    }
+
+    /// True when `other` is ahead of this in either part.
+    pub fn is_behind(&self, other: &Position) -> bool {
+        other.last_seq > self.last_seq || other.state_version > self.state_version
+    }
+}
+
 /// A notification's globally unique id (UUIDv7, so ids sort by creation time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

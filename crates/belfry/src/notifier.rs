@@ -15,7 +15,7 @@ use crate::model::{MutedAction, NewNotification, NotificationId, Seq, StateChang
 use crate::preferences::{PreferenceCache, Preferences};
 use crate::protocol::ServerFrame;
 use crate::push::Pusher;
-use crate::store::{Counts, Inserted, Store, StoreError};
+use crate::store::{Counts, Inserted, StateChanged, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// What a state change did.
@@ -137,9 +137,10 @@ impl Notifier {
         user: &UserId,
         preferences: Preferences,
     ) -> Result<Arc<Preferences>, StoreError> {
-        let preferences = self.preferences.set(user, preferences).await?;
+        let (preferences, version) = self.preferences.set(user, preferences).await?;
         let event = ServerFrame::Preferences {
             preferences: &preferences,
+            version,
         }
         .encode();
         if let Err(e) = self.broker.publish(user, Arc::new(event)).await {
@@ -155,8 +156,7 @@ impl Notifier {
         ids: &[NotificationId],
         change: StateChange,
     ) -> Result<StateOutcome, StoreError> {
-        let changed = self.store.set_state(user, ids, change).await?;
-        let counts = self.store.counts(user).await?;
+        let StateChanged { changed, counts } = self.store.set_state(user, ids, change).await?;
         if changed > 0 {
             let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
             self.publish_state(user, change, &ids, None, counts).await;
@@ -169,10 +169,12 @@ impl Notifier {
 
     /// Marks all of `user`'s notifications read and tells all of their connections.
     pub async fn mark_all_read(&self, user: &UserId) -> Result<StateOutcome, StoreError> {
-        let (changed, up_to) = self.store.mark_all_read(user).await?;
-        let counts = self.store.counts(user).await?;
-        self.publish_state(user, StateChange::Read, &[], Some(up_to), counts)
-            .await;
+        let (StateChanged { changed, counts }, up_to) = self.store.mark_all_read(user).await?;
+        // Nothing changed: no new version, and every connection already has this state.
+        if changed > 0 {
+            self.publish_state(user, StateChange::Read, &[], Some(up_to), counts)
+                .await;
+        }
         Ok(StateOutcome {
             changed,
             unread_count: counts.unread,
@@ -194,6 +196,7 @@ impl Notifier {
             up_to_seq,
             unread_count: counts.unread,
             last_seq: counts.last_seq,
+            version: counts.state_version,
         }
         .encode();
         if let Err(e) = self.broker.publish(user, Arc::new(event)).await {

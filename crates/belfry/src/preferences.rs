@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use crate::model::{NotificationType, UserId};
+use crate::model::{NotificationType, StateVersion, UserId};
 use crate::store::{Store, StoreError};
 
 /// Users whose preferences one store read fetches (SQLite binds each id).
@@ -219,13 +219,20 @@ impl PreferenceCache {
         &self,
         user: &UserId,
         preferences: Preferences,
-    ) -> Result<Arc<Preferences>, StoreError> {
-        self.store.set_preferences(user, &preferences).await?;
+    ) -> Result<(Arc<Preferences>, StateVersion), StoreError> {
+        let version = self.store.set_preferences(user, &preferences).await?;
         let preferences = Arc::new(preferences);
         if let Some(cache) = &self.entries {
             cache.insert(user.clone(), Arc::clone(&preferences));
         }
-        Ok(preferences)
+        Ok((preferences, version))
+    }
+
+    /// Forgets `user`'s cached preferences (another node changed them).
+    pub fn forget(&self, user: &UserId) {
+        if let Some(cache) = &self.entries {
+            cache.invalidate(user);
+        }
     }
 }
 

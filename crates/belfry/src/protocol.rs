@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Notification, Seq, StateChange};
+use crate::model::{Notification, Seq, StateChange, StateVersion};
 use crate::preferences::Preferences;
 
 /// The protocol version this server speaks.
@@ -293,6 +293,8 @@ pub enum ServerFrame<'a> {
         unread_count: i64,
         /// The user's highest stored sequence number when the connection opened.
         last_seq: Seq,
+        /// The user's state version when the connection opened (see `state`).
+        state_version: StateVersion,
         /// Server ping interval, in milliseconds.
         heartbeat_ms: u64,
     },
@@ -316,6 +318,8 @@ pub enum ServerFrame<'a> {
     Preferences {
         /// The preferences now.
         preferences: &'a Preferences,
+        /// The user's state version this change took.
+        version: StateVersion,
     },
     /// Read state changed.
     State {
@@ -332,6 +336,22 @@ pub enum ServerFrame<'a> {
         unread_count: i64,
         /// The user's highest seq when the count was taken.
         last_seq: Seq,
+        /// The user's state version this change took: a frame with a version not above the
+        /// last one a connection got is stale and never sent.
+        version: StateVersion,
+    },
+    /// The connection's read state or preferences may be stale (a change was lost between
+    /// nodes): here is the truth now. Clients set the count and preferences and re-read the
+    /// first page of the inbox.
+    Sync {
+        /// The user's unread count now.
+        unread_count: i64,
+        /// The user's highest seq when the count was taken.
+        last_seq: Seq,
+        /// The user's state version now.
+        state_version: StateVersion,
+        /// The user's preferences now.
+        preferences: &'a Preferences,
     },
     /// Reply to `join`: the room's members now (one entry per user, however many tabs).
     Joined {
@@ -408,19 +428,20 @@ impl<'a> ServerFrame<'a> {
     }
 
     /// The frame's `type`, used as the SSE event name.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FrameKind {
         match self {
-            ServerFrame::Hello { .. } => "hello",
-            ServerFrame::Notification { .. } => "notification",
-            ServerFrame::Updated { .. } => "updated",
-            ServerFrame::Preferences { .. } => "preferences",
-            ServerFrame::State { .. } => "state",
-            ServerFrame::Joined { .. } => "joined",
-            ServerFrame::Presence { .. } => "presence",
-            ServerFrame::Message { .. } => "message",
-            ServerFrame::Pong { .. } => "pong",
-            ServerFrame::Ack { .. } => "ack",
-            ServerFrame::Error { .. } => "error",
+            ServerFrame::Hello { .. } => FrameKind::Hello,
+            ServerFrame::Notification { .. } => FrameKind::Notification,
+            ServerFrame::Updated { .. } => FrameKind::Updated,
+            ServerFrame::Preferences { .. } => FrameKind::Preferences,
+            ServerFrame::State { .. } => FrameKind::State,
+            ServerFrame::Sync { .. } => FrameKind::Sync,
+            ServerFrame::Joined { .. } => FrameKind::Joined,
+            ServerFrame::Presence { .. } => FrameKind::Presence,
+            ServerFrame::Message { .. } => FrameKind::Message,
+            ServerFrame::Pong { .. } => FrameKind::Pong,
+            ServerFrame::Ack { .. } => FrameKind::Ack,
+            ServerFrame::Error { .. } => FrameKind::Error,
         }
     }
 
@@ -430,15 +451,122 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::Notification { seq, .. } | ServerFrame::Updated { seq, .. } => Some(*seq),
             _ => None,
         };
+        let version = match self {
+            ServerFrame::State { version, .. } | ServerFrame::Preferences { version, .. } => {
+                Some(*version)
+            }
+            ServerFrame::Sync { state_version, .. } => Some(*state_version),
+            _ => None,
+        };
         // Serialising these plain structs cannot fail: no maps with non-string keys, no
         // user-provided Serialize impls. An empty object keeps the stream well-formed regardless.
         let json = serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"));
         Event {
             seq,
+            version,
             kind: self.kind(),
             json: Arc::from(json),
             published_at: None,
         }
+    }
+}
+
+/// Every kind of event that travels through the hub and between nodes: the client frames'
+/// `type`s, and the node-internal markers that never reach a client. One closed set shared by
+/// the protocol, the SSE event names, the broker's wire format and the hub, so that no layer
+/// can keep a list of its own that a new kind misses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// `hello`.
+    Hello,
+    /// `notification`.
+    Notification,
+    /// `updated`.
+    Updated,
+    /// `preferences`.
+    Preferences,
+    /// `state`.
+    State,
+    /// `sync`.
+    Sync,
+    /// `joined`.
+    Joined,
+    /// `presence`.
+    Presence,
+    /// `message`.
+    Message,
+    /// `pong`.
+    Pong,
+    /// `ack`.
+    Ack,
+    /// `error`.
+    Error,
+    /// Node-internal: "re-read the store, events may have been missed". Sessions consume it.
+    Resync,
+    /// Node-to-node: "these are my users in this room" (JSON array of user ids).
+    PresenceState,
+    /// Node-to-node: "tell me your users in this room".
+    PresenceQuery,
+}
+
+impl FrameKind {
+    /// Every kind.
+    pub const ALL: [FrameKind; 15] = [
+        FrameKind::Hello,
+        FrameKind::Notification,
+        FrameKind::Updated,
+        FrameKind::Preferences,
+        FrameKind::State,
+        FrameKind::Sync,
+        FrameKind::Joined,
+        FrameKind::Presence,
+        FrameKind::Message,
+        FrameKind::Pong,
+        FrameKind::Ack,
+        FrameKind::Error,
+        FrameKind::Resync,
+        FrameKind::PresenceState,
+        FrameKind::PresenceQuery,
+    ];
+
+    /// The wire name: the client frame's `type` (and SSE event name), or the internal marker's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameKind::Hello => "hello",
+            FrameKind::Notification => "notification",
+            FrameKind::Updated => "updated",
+            FrameKind::Preferences => "preferences",
+            FrameKind::State => "state",
+            FrameKind::Sync => "sync",
+            FrameKind::Joined => "joined",
+            FrameKind::Presence => "presence",
+            FrameKind::Message => "message",
+            FrameKind::Pong => "pong",
+            FrameKind::Ack => "ack",
+            FrameKind::Error => "error",
+            FrameKind::Resync => "resync",
+            FrameKind::PresenceState => "presence_state",
+            FrameKind::PresenceQuery => "presence_query",
+        }
+    }
+
+    /// The kind with this wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// True for the kinds that reach clients (the others are node-internal).
+    pub fn is_client_frame(self) -> bool {
+        !matches!(
+            self,
+            FrameKind::Resync | FrameKind::PresenceState | FrameKind::PresenceQuery
+        )
+    }
+}
+
+impl std::fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -447,8 +575,10 @@ impl<'a> ServerFrame<'a> {
 pub struct Event {
     /// The item's sequence number, for `notification` and `updated` frames.
     pub seq: Option<Seq>,
+    /// The user's state version, for `state`, `preferences` and `sync` frames.
+    pub version: Option<StateVersion>,
     /// The frame type (SSE event name).
-    pub kind: &'static str,
+    pub kind: FrameKind,
     /// The JSON text.
     pub json: Arc<str>,
     /// When a live notification was handed to the broker, for the delivery latency metric.
@@ -456,23 +586,26 @@ pub struct Event {
 }
 
 impl Event {
-    /// The frame type of a resync marker.
-    pub const RESYNC: &'static str = "resync";
-
-    /// A node-internal marker, never sent to clients: "re-read the store, events may have been
-    /// missed". Sessions consume it.
-    pub fn resync() -> Self {
+    /// An event of `kind` with this JSON text and no seq or version.
+    pub fn internal(kind: FrameKind, json: &str) -> Self {
         Event {
             seq: None,
-            kind: Self::RESYNC,
-            json: Arc::from(""),
+            version: None,
+            kind,
+            json: Arc::from(json),
             published_at: None,
         }
     }
 
+    /// A node-internal marker, never sent to clients: "re-read the store, events may have been
+    /// missed". Sessions consume it.
+    pub fn resync() -> Self {
+        Self::internal(FrameKind::Resync, "")
+    }
+
     /// True for the resync marker.
     pub fn is_resync(&self) -> bool {
-        self.kind == Self::RESYNC
+        self.kind == FrameKind::Resync
     }
 }
 
@@ -556,6 +689,44 @@ mod tests {
             let standard = c < 4000;
             assert!(reconnect || terminal || standard, "{c}");
         }
+    }
+
+    /// The SDK's SSE transport listens for every client frame kind (EventSource needs each
+    /// event name): a kind added here and missing there fails this test.
+    #[test]
+    fn the_sdk_sse_transport_listens_for_every_client_frame() {
+        let source = include_str!("../../../clients/js/src/core/transports/sse.ts");
+        let start = source.find("export const EVENTS").unwrap();
+        let start = start + source[start..].find('=').unwrap();
+        let list = &source[start..start + source[start..].find("];").unwrap()];
+        let listed: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
+        let kinds: Vec<&str> = FrameKind::ALL
+            .into_iter()
+            .filter(|k| k.is_client_frame())
+            .map(FrameKind::as_str)
+            .collect();
+        assert_eq!(listed, kinds);
+    }
+
+    #[test]
+    fn every_frame_kind_has_one_wire_name() {
+        for kind in FrameKind::ALL {
+            assert_eq!(FrameKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(FrameKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn versioned_frames_carry_their_version() {
+        let prefs = Preferences::default();
+        let event = ServerFrame::Preferences {
+            preferences: &prefs,
+            version: 7,
+        }
+        .encode();
+        assert_eq!(event.version, Some(7));
+        assert_eq!(event.kind, FrameKind::Preferences);
+        assert!(event.json.contains(r#""version":7"#));
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct Metrics {
     /// Store reads of live feeds: a resume with `since`, or a gap in a connection's `seq`s that
     /// the outbox did not fill within the hold-back time.
     pub feed_store_reads: Counter,
+    /// Users found behind the store by the position check and resynced.
+    pub position_resyncs: Counter,
+    /// Users resynced on other nodes because a message for them could not be published.
+    pub broker_repairs: Counter,
     /// Ingested messages stored (or recognised as already stored).
     pub ingest_stored: Counter,
     /// Ingested messages refused as poison and sent to a dead-letter destination.
@@ -84,6 +88,8 @@ impl Metrics {
         let store_unavailable = Counter::default();
         let broker_dropped = Counter::default();
         let feed_store_reads = Counter::default();
+        let position_resyncs = Counter::default();
+        let broker_repairs = Counter::default();
         let ingest_stored = Counter::default();
         let ingest_poison = Counter::default();
         let push_sent = Counter::default();
@@ -172,6 +178,16 @@ impl Metrics {
             "Store reads of live feeds catching up (a resume, or a gap the outbox did not fill)",
             feed_store_reads.clone(),
         );
+        registry.register(
+            "position_resyncs",
+            "Users whose connections the position check found behind the store and resynced",
+            position_resyncs.clone(),
+        );
+        registry.register(
+            "broker_repairs",
+            "Users told to resync on other nodes after a message for them could not be published",
+            broker_repairs.clone(),
+        );
         Self {
             registry,
             connections,
@@ -182,6 +198,8 @@ impl Metrics {
             store_unavailable,
             broker_dropped,
             feed_store_reads,
+            position_resyncs,
+            broker_repairs,
             ingest_stored,
             ingest_poison,
             push_sent,

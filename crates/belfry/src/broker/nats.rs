@@ -3,7 +3,9 @@
 //!
 //! The NATS client reconnects and resubscribes on its own; each time it (re)connects, the hub
 //! resyncs every session from the store, so events published while the link was down are not
-//! missed.
+//! missed. A publish the client refuses (its buffer full while reconnecting) is remembered:
+//! once connected again, the node publishes a resync for each such user, so their connections
+//! on other nodes re-read the store at once.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, Command, WatchRequests, Watchers};
+use super::wire::{self, Command, Repairs, WatchRequests, Watchers};
 use super::{Broker, BrokerError, Topic};
 use crate::hub::Hub;
 use crate::model::{RoomName, UserId};
@@ -28,7 +30,11 @@ pub struct NatsBroker {
     metrics: Arc<Metrics>,
     client: async_nats::Client,
     commands: WatchRequests,
+    repairs: Arc<Repairs>,
 }
+
+/// How often the repair task looks for users to resync on other nodes.
+const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn subject(prefix: &str, topic: &Topic) -> String {
     let (kind, name) = match topic {
@@ -73,6 +79,15 @@ impl NatsBroker {
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let node = format!("n{}", uuid::Uuid::now_v7().simple());
         let (commands, command_rx) = WatchRequests::channel();
+        let repairs = Arc::new(Repairs::default());
+        tokio::spawn(run_repairs(Repairer {
+            client: client.clone(),
+            node: node.clone(),
+            prefix: prefix.to_owned(),
+            repairs: Arc::clone(&repairs),
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown.clone(),
+        }));
         tokio::spawn(run_subscriber(
             client.clone(),
             node.clone(),
@@ -88,6 +103,7 @@ impl NatsBroker {
             metrics,
             client,
             commands,
+            repairs,
         })
     }
 }
@@ -103,8 +119,56 @@ impl NatsBroker {
             .await
             .map_err(|e| {
                 self.metrics.broker_dropped.inc();
+                self.repairs.lost(topic);
                 BrokerError::Unavailable(e.to_string())
             })
+    }
+}
+
+struct Repairer {
+    client: async_nats::Client,
+    node: String,
+    prefix: String,
+    repairs: Arc<Repairs>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+/// Publishes a resync for each user whose message was lost, once the client is connected.
+async fn run_repairs(r: Repairer) {
+    let resync = wire::encode(&r.node, &Event::resync());
+    loop {
+        tokio::select! {
+            () = r.shutdown.cancelled() => return,
+            () = tokio::time::sleep(REPAIR_EVERY) => {}
+        }
+        if r.repairs.is_empty()
+            || r.client.connection_state() != async_nats::connection::State::Connected
+        {
+            continue;
+        }
+        let users = r.repairs.take();
+        let mut sent = 0usize;
+        for user in users {
+            let topic = Topic::User(user);
+            let subject = subject(&r.prefix, &topic);
+            if r.client
+                .publish(subject, resync.clone().into())
+                .await
+                .is_ok()
+            {
+                sent += 1;
+            } else {
+                r.repairs.lost(&topic);
+            }
+        }
+        if r.client.flush().await.is_ok() && sent > 0 {
+            tracing::info!(
+                users = sent,
+                "nats publish: told other nodes to resync users whose messages were lost"
+            );
+            r.metrics.broker_repairs.inc_by(sent as u64);
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 //! Two tasks per node: a publisher that pipelines queued messages over one connection, and a
 //! subscriber that owns a pub/sub connection. Both reconnect with backoff on their own; after the
 //! subscriber reconnects it resubscribes every watched user and asks the hub to resync every
-//! session from the store, so events published while it was away are not missed.
+//! session from the store, so events published while it was away are not missed. When a
+//! publish fails (Redis down, paused or timing out), the publisher remembers the users whose
+//! messages were lost and, as soon as Redis answers again, publishes a resync for each: their
+//! connections on other nodes re-read the store at once, with no later event needed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, Command, WatchRequests, Watchers};
+use super::wire::{self, Command, Repairs, WatchRequests, Watchers};
 use super::{Broker, BrokerError, Topic};
 use crate::hub::Hub;
 use crate::model::{RoomName, UserId};
@@ -35,8 +38,9 @@ pub struct RedisBroker {
     prefix: String,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
-    outgoing: mpsc::Sender<(String, Vec<u8>)>,
+    outgoing: mpsc::Sender<(Topic, Vec<u8>)>,
     commands: WatchRequests,
+    repairs: Arc<Repairs>,
 }
 
 impl RedisBroker {
@@ -55,12 +59,16 @@ impl RedisBroker {
         let query_client = client.clone();
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
         let (commands, command_rx) = WatchRequests::channel();
-        tokio::spawn(run_publisher(
-            client.clone(),
+        let repairs = Arc::new(Repairs::default());
+        tokio::spawn(run_publisher(Publisher {
+            client: client.clone(),
+            node: node.clone(),
+            prefix: prefix.to_owned(),
             queue,
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        ));
+            repairs: Arc::clone(&repairs),
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown.clone(),
+        }));
         tokio::spawn(run_subscriber(Subscriber {
             client,
             replies: outgoing.clone(),
@@ -79,6 +87,7 @@ impl RedisBroker {
             metrics,
             outgoing,
             commands,
+            repairs,
         })
     }
 }
@@ -102,12 +111,10 @@ fn parse_channel(prefix: &str, channel: &str) -> Option<Topic> {
 
 impl RedisBroker {
     fn queue(&self, topic: &Topic, event: &Event) -> Result<(), BrokerError> {
-        let message = (
-            channel(&self.prefix, topic),
-            wire::encode(&self.node, event),
-        );
+        let message = (topic.clone(), wire::encode(&self.node, event));
         self.outgoing.try_send(message).map_err(|_| {
             self.metrics.broker_dropped.inc();
+            self.repairs.lost(topic);
             BrokerError::Unavailable("publish queue full".into())
         })
     }
@@ -162,31 +169,49 @@ async fn backoff(delay: &mut Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-async fn run_publisher(
+struct Publisher {
     client: redis::Client,
-    mut queue: mpsc::Receiver<(String, Vec<u8>)>,
+    node: String,
+    prefix: String,
+    queue: mpsc::Receiver<(Topic, Vec<u8>)>,
+    repairs: Arc<Repairs>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-) {
+}
+
+impl Publisher {
+    /// Forgets `batch`, remembering its users for repair.
+    fn lose(&self, batch: &mut Vec<(Topic, Vec<u8>)>) {
+        self.metrics.broker_dropped.inc_by(batch.len() as u64);
+        for (topic, _) in batch.drain(..) {
+            self.repairs.lost(&topic);
+        }
+    }
+}
+
+async fn run_publisher(mut p: Publisher) {
     let mut connection = None;
     let mut delay = BACKOFF_MIN;
     let mut batch = Vec::with_capacity(PIPELINE);
     loop {
+        // With repairs pending, try again after the backoff even when nothing new is queued.
+        let retry = tokio::time::sleep(if p.repairs.is_empty() {
+            Duration::from_secs(3600)
+        } else {
+            delay
+        });
         tokio::select! {
-            () = shutdown.cancelled() => return,
-            received = queue.recv_many(&mut batch, PIPELINE) => if received == 0 { return },
+            () = p.shutdown.cancelled() => return,
+            received = p.queue.recv_many(&mut batch, PIPELINE) => if received == 0 { return },
+            () = retry => {}
         }
         if connection.is_none() {
-            match client.get_multiplexed_async_connection().await {
-                Ok(c) => {
-                    connection = Some(c);
-                    delay = BACKOFF_MIN;
-                }
+            match p.client.get_multiplexed_async_connection().await {
+                Ok(c) => connection = Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, dropped = batch.len(), "redis publish: cannot connect");
-                    metrics.broker_dropped.inc_by(batch.len() as u64);
-                    batch.clear();
-                    if !backoff(&mut delay, &shutdown).await {
+                    p.lose(&mut batch);
+                    if !backoff(&mut delay, &p.shutdown).await {
                         return;
                     }
                     continue;
@@ -196,21 +221,50 @@ async fn run_publisher(
         let Some(con) = connection.as_mut() else {
             continue;
         };
+        let repairs = p.repairs.take();
         let mut pipe = redis::pipe();
-        for (channel, payload) in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        let resync = wire::encode(&p.node, &Event::resync());
+        for user in &repairs {
+            let topic = Topic::User(user.clone());
+            pipe.cmd("PUBLISH")
+                .arg(channel(&p.prefix, &topic))
+                .arg(&resync)
+                .ignore();
         }
-        if let Err(e) = pipe.query_async::<()>(con).await {
-            tracing::warn!(error = %e, "redis publish failed");
-            metrics.broker_dropped.inc();
-            connection = None;
+        for (topic, payload) in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(channel(&p.prefix, topic))
+                .arg(payload)
+                .ignore();
+        }
+        match pipe.query_async::<()>(con).await {
+            Ok(()) => {
+                delay = BACKOFF_MIN;
+                batch.clear();
+                if !repairs.is_empty() {
+                    tracing::info!(
+                        users = repairs.len(),
+                        "redis publish: told other nodes to resync users whose messages were lost"
+                    );
+                    p.metrics.broker_repairs.inc_by(repairs.len() as u64);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, lost = batch.len(), "redis publish failed: the users' other nodes will resync");
+                for user in repairs {
+                    p.repairs.lost(&Topic::User(user));
+                }
+                p.lose(&mut batch);
+                connection = None;
+                delay = (delay * 2).min(BACKOFF_MAX);
+            }
         }
     }
 }
 
 struct Subscriber {
     client: redis::Client,
-    replies: mpsc::Sender<(String, Vec<u8>)>,
+    replies: mpsc::Sender<(Topic, Vec<u8>)>,
     node: String,
     prefix: String,
     hub: Arc<Hub>,
@@ -321,10 +375,7 @@ async fn run_subscriber(mut s: Subscriber) {
                         }
                         Topic::Room(room) => {
                             if let Some(reply) = wire::room_inbound(&s.hub, &room, &origin, event) {
-                                let reply = (
-                                    channel(&s.prefix, &Topic::Room(room)),
-                                    wire::encode(&s.node, &reply),
-                                );
+                                let reply = (Topic::Room(room), wire::encode(&s.node, &reply));
                                 let _ = s.replies.try_send(reply);
                             }
                         }

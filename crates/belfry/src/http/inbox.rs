@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser};
 use crate::app::AppState;
-use crate::model::{Notification, NotificationId, Seq, StateChange};
+use crate::model::{Notification, NotificationId, Seq, StateChange, StateVersion};
 use crate::notifier::StateOutcome;
 use crate::store::ListQuery;
 
@@ -48,6 +48,8 @@ pub struct Page {
     unread_count: i64,
     /// The user's highest seq: connect live with `since` set to it.
     last_seq: Seq,
+    /// The user's state version (see docs/protocol.md, "State versions").
+    state_version: StateVersion,
 }
 
 /// Unread count.
@@ -57,6 +59,8 @@ pub struct UnreadCount {
     unread_count: i64,
     /// The user's highest seq.
     last_seq: Seq,
+    /// The user's state version (see docs/protocol.md, "State versions").
+    state_version: StateVersion,
 }
 
 /// Notification ids.
@@ -143,6 +147,7 @@ pub async fn list(
         next_cursor,
         unread_count: counts.unread,
         last_seq: counts.last_seq,
+        state_version: counts.state_version,
     }))
 }
 
@@ -160,6 +165,7 @@ pub async fn unread_count(
     Ok(axum::Json(UnreadCount {
         unread_count: counts.unread,
         last_seq: counts.last_seq,
+        state_version: counts.state_version,
     }))
 }
 

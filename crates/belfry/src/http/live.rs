@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser};
 use crate::app::AppState;
-use crate::model::{Notification, Seq};
+use crate::model::{Notification, Seq, StateVersion};
 use crate::protocol::{CloseCode, ErrorCode, VERSION};
 use crate::transport::ws::{Inbound, Outbound, Params};
 use crate::transport::{self, Feed};
@@ -160,6 +160,9 @@ pub struct PollParams {
     after: Option<Seq>,
     /// Seconds to wait when there is nothing yet (default 25, at most `poll.max_timeout_secs`).
     timeout: Option<u64>,
+    /// The `state_version` of the previous answer: a read-state or preferences change beyond
+    /// it (from any tab or node) answers at once too.
+    state_version: Option<StateVersion>,
     /// The user's JWT, when no Authorization header is sent.
     #[allow(dead_code)]
     token: Option<String>,
@@ -174,6 +177,8 @@ pub struct PollResponse {
     last_seq: Seq,
     /// Unread count now.
     unread_count: i64,
+    /// The user's state version now; pass it as `state_version` next time.
+    state_version: StateVersion,
 }
 
 /// Wait for notifications after a seq.
@@ -198,6 +203,7 @@ pub async fn poll(
         &state,
         &user.id,
         params.after.unwrap_or(0).max(0),
+        params.state_version,
         Duration::from_secs(timeout),
     )
     .await?;
@@ -205,5 +211,6 @@ pub async fn poll(
         notifications: outcome.notifications,
         last_seq: outcome.last_seq,
         unread_count: outcome.unread_count,
+        state_version: outcome.state_version,
     }))
 }

@@ -4,6 +4,12 @@
 //! event into each connection's bounded outbox; a full outbox marks that connection slow (its
 //! session then closes it with 4008 and the client resumes from the store). Nothing here knows
 //! about transports, HTTP or the database.
+//!
+//! For each user with a connection here it also keeps the position it has *sent*: the highest
+//! `seq` and state version delivered to the user's connections (or read from the store by a
+//! connection as it opened). Every connection of the user has been sent everything up to there,
+//! from its outbox or from the store; the position check (`positions`) compares it with the
+//! store's and resyncs a user who is behind, so that no delivery waits for a later event.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -17,7 +23,7 @@ mod rooms;
 
 pub use rooms::{JoinError, Joined, Left};
 
-use crate::model::{RoomName, UserId};
+use crate::model::{Position, RoomName, UserId};
 use crate::protocol::Event;
 use crate::telemetry::Metrics;
 
@@ -29,7 +35,13 @@ struct Conn {
     slow: CancellationToken,
 }
 
-type Shard = HashMap<UserId, Vec<Conn>>;
+/// One user's connections on this node and the position they have been sent.
+struct UserEntry {
+    conns: Vec<Conn>,
+    sent: Position,
+}
+
+type Shard = HashMap<UserId, UserEntry>;
 
 /// Why a registration was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,12 +118,19 @@ impl Hub {
         }
         {
             let mut shard = self.shard(user);
-            let conns = shard.entry(user.clone()).or_default();
-            if conns.len() >= self.max_per_user {
+            let entry = shard.entry(user.clone()).or_insert_with(|| UserEntry {
+                conns: Vec::new(),
+                sent: Position::default(),
+            });
+            if entry.conns.len() >= self.max_per_user {
+                let held = entry.conns.len();
+                if held == 0 {
+                    shard.remove(user);
+                }
                 self.live.fetch_sub(1, Ordering::AcqRel);
-                return Err(RegisterError::TooManyConnections(conns.len()));
+                return Err(RegisterError::TooManyConnections(held));
             }
-            conns.push(Conn {
+            entry.conns.push(Conn {
                 id,
                 outbox: tx,
                 slow: slow.clone(),
@@ -129,9 +148,9 @@ impl Hub {
 
     fn unregister(&self, user: &UserId, id: u64) {
         let mut shard = self.shard(user);
-        if let Some(conns) = shard.get_mut(user) {
-            conns.retain(|c| c.id != id);
-            if conns.is_empty() {
+        if let Some(entry) = shard.get_mut(user) {
+            entry.conns.retain(|c| c.id != id);
+            if entry.conns.is_empty() {
                 shard.remove(user);
             }
         }
@@ -142,14 +161,64 @@ impl Hub {
 
     /// Queues `event` for every connection of `user` on this node; returns how many got it.
     /// Never waits: a connection whose outbox is full is marked slow and skipped.
+    /// Records the event's seq or version as sent (a connection that misses it because its
+    /// outbox is full is closed as slow, and resumes from the store).
     pub fn deliver(&self, user: &UserId, event: &Arc<Event>) -> usize {
-        let shard = self.shard(user);
-        let Some(conns) = shard.get(user) else {
+        let mut shard = self.shard(user);
+        let Some(entry) = shard.get_mut(user) else {
             return 0;
         };
-        conns
+        entry.sent.advance(Position {
+            last_seq: event.seq.unwrap_or(0),
+            state_version: event.version.unwrap_or(0),
+        });
+        entry
+            .conns
             .iter()
             .filter(|conn| self.offer(&conn.outbox, &conn.slow, event))
+            .count()
+    }
+
+    /// Records that `user`'s connections have been sent everything up to `position` (a
+    /// connection read it from the store as it opened).
+    pub fn observe(&self, user: &UserId, position: Position) {
+        if let Some(entry) = self.shard(user).get_mut(user) {
+            entry.sent.advance(position);
+        }
+    }
+
+    /// What this node has sent each of its users, for the position check.
+    pub fn sent_positions(&self) -> Vec<(UserId, Position)> {
+        let mut all = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = match shard.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            all.extend(shard.iter().map(|(user, entry)| (user.clone(), entry.sent)));
+        }
+        all
+    }
+
+    /// What this node has sent `user` (`None` without a connection here).
+    pub fn sent_position(&self, user: &UserId) -> Option<Position> {
+        self.shard(user).get(user).map(|entry| entry.sent)
+    }
+
+    /// Tells every connection of `user` on this node to re-read its feed and state from the
+    /// store, which is at `position`; returns how many were told. A connection whose outbox is
+    /// full is marked slow instead (it resumes from the store).
+    pub fn resync_user(&self, user: &UserId, position: Position) -> usize {
+        let event = Arc::new(Event::resync());
+        let mut shard = self.shard(user);
+        let Some(entry) = shard.get_mut(user) else {
+            return 0;
+        };
+        entry.sent.advance(position);
+        entry
+            .conns
+            .iter()
+            .filter(|conn| self.offer(&conn.outbox, &conn.slow, &event))
             .count()
     }
 
@@ -186,7 +255,7 @@ impl Hub {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            for conn in shard.values().flatten() {
+            for conn in shard.values().flat_map(|entry| &entry.conns) {
                 self.offer(&conn.outbox, &conn.slow, &event);
             }
         }
@@ -194,7 +263,9 @@ impl Hub {
 
     /// Live connections of `user` on this node.
     pub fn connections_of(&self, user: &UserId) -> usize {
-        self.shard(user).get(user).map_or(0, Vec::len)
+        self.shard(user)
+            .get(user)
+            .map_or(0, |entry| entry.conns.len())
     }
 
     /// Live connections on this node.
@@ -202,8 +273,8 @@ impl Hub {
         self.shards
             .iter()
             .map(|s| match s.lock() {
-                Ok(g) => g.values().map(Vec::len).sum::<usize>(),
-                Err(p) => p.into_inner().values().map(Vec::len).sum(),
+                Ok(g) => g.values().map(|e| e.conns.len()).sum::<usize>(),
+                Err(p) => p.into_inner().values().map(|e| e.conns.len()).sum(),
             })
             .sum()
     }
@@ -272,6 +343,30 @@ mod tests {
         }
         assert!(stuck.slow.is_cancelled());
         assert!(!reading.slow.is_cancelled());
+    }
+
+    #[test]
+    fn the_sent_position_follows_deliveries_and_observations_and_never_goes_back() {
+        let hub = hub(8);
+        let alice = UserId::parse("alice").unwrap();
+        assert_eq!(hub.sent_position(&alice), None);
+        let _a = hub.register(&alice).unwrap();
+        let at = |last_seq, state_version| Position {
+            last_seq,
+            state_version,
+        };
+        hub.observe(&alice, at(4, 2));
+        let mut notification = ServerFrame::Pong { reference: None }.encode();
+        notification.seq = Some(6);
+        hub.deliver(&alice, &Arc::new(notification));
+        assert_eq!(hub.sent_position(&alice), Some(at(6, 2)));
+        let mut state = ServerFrame::Pong { reference: None }.encode();
+        state.version = Some(3);
+        hub.deliver(&alice, &Arc::new(state));
+        hub.observe(&alice, at(5, 1));
+        assert_eq!(hub.sent_position(&alice), Some(at(6, 3)));
+        assert_eq!(hub.resync_user(&alice, at(9, 3)), 1);
+        assert_eq!(hub.sent_positions(), vec![(alice.clone(), at(9, 3))]);
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl Hub {
             let shard = self.shard(user);
             let found = shard
                 .get(user)
-                .and_then(|conns| conns.iter().find(|c| c.id == conn));
+                .and_then(|entry| entry.conns.iter().find(|c| c.id == conn));
             match found {
                 Some(c) => (c.outbox.clone(), c.slow.clone()),
                 None => return Err(JoinError::Gone),

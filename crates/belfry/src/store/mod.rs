@@ -22,8 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::model::{
-    NewNotification, Notification, NotificationId, NotificationRef, PushSubscription, Seq,
-    StateChange, UserId,
+    NewNotification, Notification, NotificationId, NotificationRef, Position, PushSubscription,
+    Seq, StateChange, StateVersion, UserId,
 };
 
 use crate::preferences::Preferences;
@@ -131,6 +131,28 @@ pub struct Counts {
     pub unread: i64,
     /// Highest `seq` ever assigned to the user (0 when none).
     pub last_seq: Seq,
+    /// The user's state version (0 before the first read-state or preferences change).
+    pub state_version: StateVersion,
+}
+
+impl Counts {
+    /// The position these counts were taken at.
+    pub fn position(&self) -> Position {
+        Position {
+            last_seq: self.last_seq,
+            state_version: self.state_version,
+        }
+    }
+}
+
+/// What a read-state change did, read in its own transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateChanged {
+    /// Notifications whose state changed.
+    pub changed: u64,
+    /// The user's counts right after the change; `state_version` is the change's own when
+    /// anything changed.
+    pub counts: Counts,
 }
 
 /// Durable storage. Implementations: [`SqliteStore`] (the default) and [`PostgresStore`].
@@ -156,19 +178,25 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError>;
 
-    /// The user's unread count and highest seq.
+    /// The user's unread count, highest seq and state version.
     async fn counts(&self, user: &UserId) -> Result<Counts, StoreError>;
 
-    /// Applies a state change to the user's notifications among `ids`; returns how many changed.
+    /// The positions of those of `users` who have any (a user missing from the answer is at
+    /// [`Position::default`]).
+    async fn positions(&self, users: &[UserId]) -> Result<Vec<(UserId, Position)>, StoreError>;
+
+    /// Applies a state change to the user's notifications among `ids`. When any changed, the
+    /// change takes the user's next state version, in the same transaction.
     async fn set_state(
         &self,
         user: &UserId,
         ids: &[NotificationId],
         change: StateChange,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<StateChanged, StoreError>;
 
-    /// Marks every unread notification read; returns how many changed and the seq they go up to.
-    async fn mark_all_read(&self, user: &UserId) -> Result<(u64, Seq), StoreError>;
+    /// Marks every unread notification read, taking the user's next state version when any
+    /// changed; returns what changed and the seq they go up to.
+    async fn mark_all_read(&self, user: &UserId) -> Result<(StateChanged, Seq), StoreError>;
 
     /// Saves a push subscription for `user` (an endpoint that belonged to another user moves
     /// to this one: the browser profile changed hands).
@@ -190,12 +218,13 @@ pub trait Store: Send + Sync + 'static {
     async fn preferences(&self, users: &[UserId])
     -> Result<Vec<(UserId, Preferences)>, StoreError>;
 
-    /// Replaces `user`'s preferences.
+    /// Replaces `user`'s preferences; the change takes the user's next state version, which
+    /// is returned.
     async fn set_preferences(
         &self,
         user: &UserId,
         preferences: &Preferences,
-    ) -> Result<(), StoreError>;
+    ) -> Result<StateVersion, StoreError>;
 
     /// A user's push subscriptions.
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>, StoreError>;

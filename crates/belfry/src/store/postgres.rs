@@ -26,14 +26,15 @@ use sqlx::{AssertSqlSafe, Row};
 use super::group_commit::{GroupCommit, GroupWrites, commit_group};
 use super::plan::Planned;
 use super::rows::{
-    Columns, NotificationRow, decode_all, decode_preferences, encode_preferences, to_ms,
+    Columns, NotificationRow, counts_of, decode_all, decode_positions, decode_preferences,
+    encode_preferences, to_ms,
 };
 use super::sql::{self, Dialect};
-use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError, WritePolicy};
+use super::{Counts, Inserted, ListQuery, Retention, StateChanged, Store, StoreError, WritePolicy};
 use crate::config::StoreConfig;
 use crate::model::{
-    Key, NewNotification, Notification, NotificationId, PushSubscription, Seq, StateChange,
-    SubscriptionKeys, UserId, now,
+    Key, NewNotification, Notification, NotificationId, Position, PushSubscription, Seq,
+    StateChange, StateVersion, SubscriptionKeys, UserId, now,
 };
 use crate::preferences::Preferences;
 
@@ -269,6 +270,45 @@ impl GroupWrites for PgConnection {
     }
 }
 
+/// Takes `user`'s next state version inside `tx`, locking the user's row.
+async fn next_state_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user: &UserId,
+) -> Result<StateVersion, sqlx::Error> {
+    sqlx::query_scalar(AssertSqlSafe(sql::next_state_version(SQL)))
+        .bind(user.as_str())
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// Ends a read-state change: commits it with its new state version when anything changed,
+/// rolls the version back otherwise; reads the counts inside the transaction. The outer
+/// `Result` is the database's (retried on lock conflicts), the inner one the decoding's.
+async fn finish_state_change(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    user: &UserId,
+    changed: u64,
+    version: StateVersion,
+) -> Result<Result<StateChanged, StoreError>, sqlx::Error> {
+    let row = sqlx::query(AssertSqlSafe(sql::counts(SQL)))
+        .bind(user.as_str())
+        .bind(to_ms(now()))
+        .fetch_one(&mut *tx)
+        .await?;
+    if changed > 0 {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(counts_of(&row).map(|mut counts| {
+        if changed == 0 {
+            // The version taken is rolled back with the transaction.
+            counts.state_version = version - 1;
+        }
+        StateChanged { changed, counts }
+    }))
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert(&self, batch: Vec<NewNotification>) -> Result<Vec<Inserted>, StoreError> {
@@ -315,10 +355,19 @@ impl Store for PostgresStore {
             .bind(to_ms(now()))
             .fetch_one(&self.pool)
             .await?;
-        Ok(Counts {
-            unread: row.try_get(0)?,
-            last_seq: row.try_get(1)?,
-        })
+        counts_of(&row)
+    }
+
+    async fn positions(&self, users: &[UserId]) -> Result<Vec<(UserId, Position)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let rows = sqlx::query_as::<_, (String, i64, i64)>(AssertSqlSafe(sql::positions(SQL, 1)))
+            .bind(users)
+            .fetch_all(&self.pool)
+            .await?;
+        decode_positions(rows)
     }
 
     async fn set_state(
@@ -326,29 +375,34 @@ impl Store for PostgresStore {
         user: &UserId,
         ids: &[NotificationId],
         change: StateChange,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<StateChanged, StoreError> {
         if ids.is_empty() {
-            return Ok(0);
+            let counts = self.counts(user).await?;
+            return Ok(StateChanged { changed: 0, counts });
         }
         let (statement, stamped) = sql::set_state(SQL, change, ids.len());
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let (statement, ids) = (&statement, &ids);
-        let result = retry_lock_conflicts(|| async move {
+        retry_lock_conflicts(|| async move {
+            let mut tx = self.pool.begin().await?;
+            // The user's row first, as the notification writers lock it: one lock order.
+            let version = next_state_version(&mut tx, user).await?;
             let mut q = sqlx::query(AssertSqlSafe(statement.as_str()))
                 .bind(user.as_str())
                 .bind(ids.as_slice());
             if stamped {
                 q = q.bind(to_ms(now()));
             }
-            q.execute(&self.pool).await
+            let changed = q.execute(&mut *tx).await?.rows_affected();
+            finish_state_change(tx, user, changed, version).await
         })
-        .await?;
-        Ok(result.rows_affected())
+        .await?
     }
 
-    async fn mark_all_read(&self, user: &UserId) -> Result<(u64, Seq), StoreError> {
-        let outcome = retry_lock_conflicts(|| async move {
+    async fn mark_all_read(&self, user: &UserId) -> Result<(StateChanged, Seq), StoreError> {
+        retry_lock_conflicts(|| async move {
             let mut tx = self.pool.begin().await?;
+            let version = next_state_version(&mut tx, user).await?;
             let up_to: i64 = sqlx::query_scalar(AssertSqlSafe(sql::last_seq(SQL)))
                 .bind(user.as_str())
                 .fetch_one(&mut *tx)
@@ -360,11 +414,10 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            tx.commit().await?;
-            Ok((changed, up_to))
+            let done = finish_state_change(tx, user, changed, version).await?;
+            Ok(done.map(|changed| (changed, up_to)))
         })
-        .await?;
-        Ok(outcome)
+        .await?
     }
 
     async fn add_push_subscription(
@@ -418,14 +471,23 @@ impl Store for PostgresStore {
         &self,
         user: &UserId,
         preferences: &Preferences,
-    ) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(sql::save_preferences(SQL)))
-            .bind(user.as_str())
-            .bind(encode_preferences(preferences)?)
-            .bind(to_ms(now()))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<StateVersion, StoreError> {
+        let document = encode_preferences(preferences)?;
+        let document = &document;
+        let version = retry_lock_conflicts(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let version = next_state_version(&mut tx, user).await?;
+            sqlx::query(AssertSqlSafe(sql::save_preferences(SQL)))
+                .bind(user.as_str())
+                .bind(document)
+                .bind(to_ms(now()))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(version)
+        })
+        .await?;
+        Ok(version)
     }
 
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>, StoreError> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::plan::Planned;
-use super::{Inserted, StoreError};
+use super::{Counts, Inserted, StoreError};
+use crate::model::Position;
 use crate::model::{
     Actor, Key, NewNotification, Notification, NotificationId, NotificationRef, NotificationType,
     Seq, UserId,
@@ -237,6 +238,39 @@ pub(super) fn decode_preferences(
             let preferences = serde_json::from_str(&document)
                 .map_err(|e| StoreError::Corrupt(format!("preferences of {user}: {e}")))?;
             Ok((user, preferences))
+        })
+        .collect()
+}
+
+/// A `counts` row (unread, last seq, state version), decoded.
+pub(super) fn counts_of<R>(row: &R) -> Result<Counts, StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Counts {
+        unread: row.try_get(0)?,
+        last_seq: row.try_get(1)?,
+        state_version: row.try_get(2)?,
+    })
+}
+
+/// Stored `(user_id, last_seq, state_version)` rows, decoded.
+pub(super) fn decode_positions(
+    rows: Vec<(String, i64, i64)>,
+) -> Result<Vec<(UserId, Position)>, StoreError> {
+    rows.into_iter()
+        .map(|(user, last_seq, state_version)| {
+            let user = UserId::parse(user)
+                .map_err(|e| StoreError::Corrupt(format!("user_seqs user_id: {e}")))?;
+            Ok((
+                user,
+                Position {
+                    last_seq,
+                    state_version,
+                },
+            ))
         })
         .collect()
 }

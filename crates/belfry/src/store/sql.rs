@@ -130,16 +130,35 @@ pub(super) fn after(d: Dialect) -> String {
     )
 }
 
-/// Unread count and highest seq. Binds: user, now.
+/// Unread count, highest seq and state version. Binds: user, now.
 pub(super) fn counts(d: Dialect) -> String {
     format!(
         "SELECT \
            (SELECT COUNT(*) FROM notifications WHERE user_id = {p1} AND read_at IS NULL \
               AND archived_at IS NULL AND (expires_at IS NULL OR expires_at > {p2})), \
-           (SELECT COALESCE(MAX(last_seq), 0) FROM user_seqs WHERE user_id = {p1})",
+           (SELECT COALESCE(MAX(last_seq), 0) FROM user_seqs WHERE user_id = {p1}), \
+           (SELECT COALESCE(MAX(state_version), 0) FROM user_seqs WHERE user_id = {p1})",
         p1 = d.param(1),
         p2 = d.param(2),
     )
+}
+
+/// Takes the user's next state version (creating its row), locking the row first as the
+/// notification writers do. Returns the new version. Binds: user.
+pub(super) fn next_state_version(d: Dialect) -> String {
+    format!(
+        "INSERT INTO user_seqs (user_id, last_seq, state_version) VALUES ({}, 0, 1) \
+         ON CONFLICT (user_id) DO UPDATE SET state_version = user_seqs.state_version + 1 \
+         RETURNING state_version",
+        d.param(1)
+    )
+}
+
+/// The highest seq and state version of `count` users, as `(user_id, last_seq,
+/// state_version)`. Binds: the users (see [`Dialect::among`]).
+pub(super) fn positions(d: Dialect, count: usize) -> String {
+    let users = d.only_among("user_id", "text", count);
+    format!("SELECT user_id, last_seq, state_version FROM user_seqs WHERE {users}")
 }
 
 /// The statement that applies `change` to `count` of a user's notifications, and whether it

@@ -13,19 +13,20 @@ use sqlx::sqlite::{
 };
 // Dynamic SQL comes from `sql`, built only from constant fragments and numbered placeholders;
 // values are always bound, never interpolated.
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection};
 
 use super::group_commit::{GroupCommit, GroupWrites, commit_group};
 use super::plan::{Planned, chunked};
 use super::rows::{
-    Columns, NotificationRow, decode_all, decode_preferences, encode_preferences, to_ms,
+    Columns, NotificationRow, counts_of, decode_all, decode_positions, decode_preferences,
+    encode_preferences, to_ms,
 };
 use super::sql::{self, Dialect};
-use super::{Counts, Inserted, ListQuery, Retention, Store, StoreError, WritePolicy};
+use super::{Counts, Inserted, ListQuery, Retention, StateChanged, Store, StoreError, WritePolicy};
 use crate::config::StoreConfig;
 use crate::model::{
-    Key, NewNotification, Notification, NotificationId, PushSubscription, Seq, StateChange,
-    SubscriptionKeys, UserId, now,
+    Key, NewNotification, Notification, NotificationId, Position, PushSubscription, Seq,
+    StateChange, StateVersion, SubscriptionKeys, UserId, now,
 };
 use crate::preferences::Preferences;
 
@@ -282,6 +283,30 @@ impl GroupWrites for SqliteConnection {
     }
 }
 
+/// Takes `user`'s next state version inside `tx`.
+async fn next_state_version(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    user: &UserId,
+) -> Result<StateVersion, sqlx::Error> {
+    sqlx::query_scalar(AssertSqlSafe(sql::next_state_version(SQL)))
+        .bind(user.as_str())
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// `user`'s counts as `tx` sees them.
+async fn counts_in(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    user: &UserId,
+) -> Result<Counts, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(sql::counts(SQL)))
+        .bind(user.as_str())
+        .bind(to_ms(now()))
+        .fetch_one(&mut **tx)
+        .await?;
+    counts_of(&row)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert(&self, batch: Vec<NewNotification>) -> Result<Vec<Inserted>, StoreError> {
@@ -328,10 +353,21 @@ impl Store for SqliteStore {
             .bind(to_ms(now()))
             .fetch_one(&self.read)
             .await?;
-        Ok(Counts {
-            unread: row.try_get(0)?,
-            last_seq: row.try_get(1)?,
-        })
+        counts_of(&row)
+    }
+
+    async fn positions(&self, users: &[UserId]) -> Result<Vec<(UserId, Position)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query_as::<_, (String, i64, i64)>(AssertSqlSafe(sql::positions(
+            SQL,
+            users.len(),
+        )));
+        for user in users {
+            query = query.bind(user.as_str());
+        }
+        decode_positions(query.fetch_all(&self.read).await?)
     }
 
     async fn set_state(
@@ -339,10 +375,12 @@ impl Store for SqliteStore {
         user: &UserId,
         ids: &[NotificationId],
         change: StateChange,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<StateChanged, StoreError> {
         if ids.is_empty() {
-            return Ok(0);
+            let counts = self.counts(user).await?;
+            return Ok(StateChanged { changed: 0, counts });
         }
+        let mut tx = self.write.begin().await?;
         let (statement, stamped) = sql::set_state(SQL, change, ids.len());
         let mut q = sqlx::query(AssertSqlSafe(statement)).bind(user.as_str());
         for id in ids {
@@ -351,10 +389,16 @@ impl Store for SqliteStore {
         if stamped {
             q = q.bind(to_ms(now()));
         }
-        Ok(q.execute(&self.write).await?.rows_affected())
+        let changed = q.execute(&mut *tx).await?.rows_affected();
+        if changed > 0 {
+            next_state_version(&mut tx, user).await?;
+        }
+        let counts = counts_in(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(StateChanged { changed, counts })
     }
 
-    async fn mark_all_read(&self, user: &UserId) -> Result<(u64, Seq), StoreError> {
+    async fn mark_all_read(&self, user: &UserId) -> Result<(StateChanged, Seq), StoreError> {
         let mut tx = self.write.begin().await?;
         let up_to: i64 = sqlx::query_scalar(AssertSqlSafe(sql::last_seq(SQL)))
             .bind(user.as_str())
@@ -367,8 +411,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        if changed > 0 {
+            next_state_version(&mut tx, user).await?;
+        }
+        let counts = counts_in(&mut tx, user).await?;
         tx.commit().await?;
-        Ok((changed, up_to))
+        Ok((StateChanged { changed, counts }, up_to))
     }
 
     async fn add_push_subscription(
@@ -424,14 +472,18 @@ impl Store for SqliteStore {
         &self,
         user: &UserId,
         preferences: &Preferences,
-    ) -> Result<(), StoreError> {
+    ) -> Result<StateVersion, StoreError> {
+        let document = encode_preferences(preferences)?;
+        let mut tx = self.write.begin().await?;
+        let version = next_state_version(&mut tx, user).await?;
         sqlx::query(AssertSqlSafe(sql::save_preferences(SQL)))
             .bind(user.as_str())
-            .bind(encode_preferences(preferences)?)
+            .bind(document)
             .bind(to_ms(now()))
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(version)
     }
 
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>, StoreError> {

@@ -21,9 +21,10 @@ use prometheus_client::metrics::counter::Counter;
 use crate::app::AppState;
 use crate::broker::{Topic, Watch};
 use crate::hub::{RegisterError, Registration};
-use crate::model::{Notification, Seq, UserId};
+use crate::model::{Notification, Seq, StateVersion, UserId};
+use crate::preferences::Preferences;
 use crate::protocol::{Event, ServerFrame, VERSION};
-use crate::store::{Store, StoreError};
+use crate::store::{Counts, Store, StoreError};
 
 /// How many notifications one catch-up read fetches.
 const CATCH_UP_PAGE: u32 = 256;
@@ -71,6 +72,14 @@ pub struct Feed {
     /// Events without a `seq` (state changes, room messages) that arrived while notifications
     /// were held back: they go out after the gap is filled, in arrival order.
     after_gap: VecDeque<Arc<Event>>,
+    /// The state version of the newest read-state or preferences change this connection was
+    /// sent (in `hello`, a `state`, `preferences` or `sync` frame). A versioned frame at or
+    /// below it is stale and dropped; one beyond the next means a change was lost: the feed
+    /// then sends `sync`.
+    state_version: StateVersion,
+    /// Set when the state may be stale (a resync, a version gap): the next step reads the
+    /// store's counts and sends `sync` when its version is ahead.
+    verify_state: bool,
     store_reads: Counter,
 }
 
@@ -97,9 +106,12 @@ impl Feed {
             user_id: user.as_str(),
             unread_count: counts.unread,
             last_seq: counts.last_seq,
+            state_version: counts.state_version,
             heartbeat_ms,
         }
         .encode();
+        // Everything up to these counts is in this connection's hello or its catch-up read.
+        state.hub.observe(user, counts.position());
         let feed = Self {
             user: user.clone(),
             store,
@@ -111,6 +123,8 @@ impl Feed {
             held: BTreeMap::new(),
             hold_until: None,
             after_gap: VecDeque::new(),
+            state_version: counts.state_version,
+            verify_state: false,
             store_reads: state.metrics.feed_store_reads.clone(),
         };
         Ok((feed, hello))
@@ -143,6 +157,24 @@ impl Feed {
                 }
                 continue;
             }
+            if self.verify_state {
+                let counts = self.store.counts(&self.user).await?;
+                let behind = counts.state_version > self.state_version;
+                let preferences = if behind {
+                    self.store
+                        .preferences(std::slice::from_ref(&self.user))
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                self.verify_state = false;
+                if behind {
+                    self.state_version = counts.state_version;
+                    let preferences = preferences.into_iter().next().map(|(_, p)| p);
+                    return Ok(Some(Arc::new(sync_event(counts, preferences))));
+                }
+                continue;
+            }
             // The gap, if any, is filled: held-back notifications and deferred events go next.
             if let Some(event) = self.take_held() {
                 return Ok(Some(event));
@@ -150,7 +182,10 @@ impl Feed {
             if self.held.is_empty()
                 && let Some(event) = self.after_gap.pop_front()
             {
-                return Ok(Some(event));
+                if let Some(event) = self.admit(event) {
+                    return Ok(Some(event));
+                }
+                continue;
             }
             let received = match self.hold_until {
                 Some(until) => {
@@ -172,10 +207,15 @@ impl Feed {
             if event.is_resync() {
                 self.read_gap_from_store();
                 self.catching_up = true;
+                self.verify_state = true;
                 continue;
             }
             match event.seq {
-                None if self.held.is_empty() => return Ok(Some(event)),
+                None if self.held.is_empty() => {
+                    if let Some(event) = self.admit(event) {
+                        return Ok(Some(event));
+                    }
+                }
                 None => {
                     // Keep it behind the held notifications; stop waiting for the gap.
                     self.after_gap.push_back(event);
@@ -196,6 +236,24 @@ impl Feed {
                 }
             }
         }
+    }
+
+    /// Lets a seq-less event through, unless it is a versioned change this connection already
+    /// has (`None`). A change beyond the next version means one was lost on the way: it is
+    /// held back too, and the store's state goes out instead (`sync`).
+    fn admit(&mut self, event: Arc<Event>) -> Option<Arc<Event>> {
+        let Some(version) = event.version else {
+            return Some(event);
+        };
+        if version <= self.state_version {
+            return None;
+        }
+        if version > self.state_version + 1 {
+            self.verify_state = true;
+            return None;
+        }
+        self.state_version = version;
+        Some(event)
     }
 
     /// The next held-back notification, if the gap before it is filled. Drops held ones that
@@ -248,4 +306,15 @@ impl Feed {
 
 fn encode(notification: &Notification) -> Event {
     ServerFrame::delivering(notification).encode()
+}
+
+fn sync_event(counts: Counts, preferences: Option<Preferences>) -> Event {
+    let preferences = preferences.unwrap_or_default();
+    ServerFrame::Sync {
+        unread_count: counts.unread,
+        last_seq: counts.last_seq,
+        state_version: counts.state_version,
+        preferences: &preferences,
+    }
+    .encode()
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::app::AppState;
 use crate::hub::RegisterError;
-use crate::model::{Notification, Seq, UserId};
+use crate::model::{Notification, Seq, StateVersion, UserId};
 use crate::store::StoreError;
 
 /// Most notifications one poll returns.
@@ -31,48 +31,61 @@ pub struct PollOutcome {
     pub last_seq: Seq,
     /// The unread count now.
     pub unread_count: i64,
+    /// The user's state version now: pass it as `state_version` next time.
+    pub state_version: StateVersion,
 }
 
-/// Waits up to `timeout` for notifications of `user` after `after`.
+/// Waits up to `timeout` for notifications of `user` after `after`, or (when the client passed
+/// the state version it has) for a read-state or preferences change beyond `known_version`.
 pub async fn poll(
     state: &AppState,
     user: &UserId,
     after: Seq,
+    known_version: Option<StateVersion>,
     timeout: Duration,
 ) -> Result<PollOutcome, PollError> {
-    // Register before reading, so a notification committed between the read and the wait
-    // still wakes this poll.
+    // Register before reading, so a change committed between the read and the wait still
+    // wakes this poll.
     let mut registration = state.hub.register(user)?;
-    let watch =
+    let _watch =
         crate::broker::Watch::start(&state.broker, crate::broker::Topic::User(user.clone())).await;
-    let mut notifications = state.store.after(user, after, None, POLL_LIMIT).await?;
-    if notifications.is_empty() {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let woke = tokio::select! {
-                () = state.shutdown.cancelled() => false,
-                () = tokio::time::sleep_until(deadline) => false,
-                () = registration.slow.cancelled() => true,
-                event = registration.outbox.recv() => match event {
-                    Some(event) => event.is_resync() || event.seq.is_some_and(|seq| seq > after),
-                    None => false,
-                },
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let counts = state.store.counts(user).await?;
+        state.hub.observe(user, counts.position());
+        let notifications = if counts.last_seq > after {
+            state.store.after(user, after, None, POLL_LIMIT).await?
+        } else {
+            Vec::new()
+        };
+        let state_moved = known_version.is_some_and(|known| counts.state_version > known);
+        let last_seq = notifications.last().map_or(after, |n| n.seq);
+        let outcome = PollOutcome {
+            notifications,
+            last_seq,
+            unread_count: counts.unread,
+            state_version: counts.state_version,
+        };
+        if !outcome.notifications.is_empty() || state_moved {
+            return Ok(outcome);
+        }
+        let woke = loop {
+            let event = tokio::select! {
+                () = state.shutdown.cancelled() => break false,
+                () = tokio::time::sleep_until(deadline) => break false,
+                () = registration.slow.cancelled() => break true,
+                event = registration.outbox.recv() => event,
             };
-            if woke {
-                notifications = state.store.after(user, after, None, POLL_LIMIT).await?;
+            let Some(event) = event else { break false };
+            let news = event.is_resync()
+                || event.seq.is_some_and(|seq| seq > after)
+                || known_version.is_some_and(|known| event.version.is_some_and(|v| v > known));
+            if news {
+                break true;
             }
-            if !notifications.is_empty() || !woke {
-                break;
-            }
+        };
+        if !woke {
+            return Ok(outcome);
         }
     }
-    drop(watch);
-    drop(registration);
-    let counts = state.store.counts(user).await?;
-    let last_seq = notifications.last().map_or(after, |n| n.seq);
-    Ok(PollOutcome {
-        notifications,
-        last_seq,
-        unread_count: counts.unread,
-    })
 }

@@ -13,7 +13,9 @@ use crate::protocol::Event;
 use crate::transport::Feed;
 
 fn to_sse(event: &Event) -> SseEvent {
-    let sse = SseEvent::default().event(event.kind).data(&*event.json);
+    let sse = SseEvent::default()
+        .event(event.kind.as_str())
+        .data(&*event.json);
     match event.seq {
         Some(seq) => sse.id(seq.to_string()),
         None => sse,

@@ -2,13 +2,14 @@
 //! to any node reaches the user's connections on every node, read state follows, and a broker
 //! outage loses nothing once clients resume.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use belfry::config::BrokerKind;
 use serde_json::json;
 
+use crate::support::brokers::{OwnRedis, free_port};
 use crate::support::{DEADLINE, TestApp, start, test_config, wait_until};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -101,62 +102,9 @@ async fn a_node_receives_only_users_it_has_sessions_for_and_unsubscribes_when_th
     .await;
 }
 
-/// A Redis server of this test's own on a free port, so it can be killed and restarted
-/// without touching the machine's shared one.
-struct OwnRedis {
-    port: u16,
-    child: Child,
-}
-
-impl OwnRedis {
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    async fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/install-deps.sh)");
-        wait_until("redis answers", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop)
-        })
-        .await;
-        Self { port, child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn a_redis_restart_during_a_publish_stream_loses_nothing() {
-    let port = OwnRedis::free_port();
+    let port = free_port();
     let mut redis = OwnRedis::start(port).await;
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let nodes = Arc::new(cluster(BrokerKind::Redis, &url, 2).await);
@@ -215,7 +163,7 @@ async fn a_redis_restart_during_a_publish_stream_loses_nothing() {
 async fn a_node_killed_with_sigkill_loses_nothing_it_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(&dir);
-    let port = OwnRedis::free_port();
+    let port = free_port();
     let file = dir.path().join("belfry.toml");
     std::fs::write(
         &file,

@@ -12,6 +12,7 @@ mod support;
 mod auth;
 mod auth_keys;
 mod cli;
+mod convergence;
 mod errors;
 mod fanout;
 mod grouping;

@@ -52,7 +52,7 @@ async fn a_poll_with_no_news_answers_empty_at_the_timeout() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({"notifications": [], "last_seq": 0, "unread_count": 0})
+        json!({"notifications": [], "last_seq": 0, "unread_count": 0, "state_version": 0})
     );
     let (status, body) = app.get_as("alice", "/v1/poll?timeout=999").await;
     assert_eq!(status, 422, "{body}");

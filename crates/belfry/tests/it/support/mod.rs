@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+pub mod brokers;
+pub mod tab;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;

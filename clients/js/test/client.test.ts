@@ -478,6 +478,49 @@ describe("state frames", () => {
   });
 });
 
+describe("state versions", () => {
+  it("drops a state frame at or below the newest version it has: a late copy never wins", async () => {
+    const { server, client } = start(setup());
+    const a = server.notify("alice", "x");
+    server.notify("alice", "x");
+    await until("connected", connected(client));
+    await until("counted", () => client.getSnapshot().unreadCount === 2);
+
+    server.broadcast("alice", { type: "state", change: "read", ids: [a.id], all: false, unread_count: 1, last_seq: 2, version: 3 });
+    await until("the read applied", () => client.getSnapshot().unreadCount === 1);
+    // A copy held up in another node's queue during a broker outage, now arriving late.
+    server.broadcast("alice", { type: "state", change: "unread", ids: [a.id], all: false, unread_count: 2, last_seq: 2, version: 2 });
+    server.broadcast("alice", { type: "state", change: "read", ids: [], all: false, unread_count: 1, last_seq: 2, version: 3 });
+    const b = server.notify("alice", "x");
+    await until("the next notification", () => client.getSnapshot().notifications.some((n) => n.id === b.id));
+
+    expect(client.getSnapshot().unreadCount).toBe(2);
+    expect(client.getSnapshot().notifications.find((n) => n.id === a.id)?.read_at).not.toBeNull();
+  });
+
+  it("on sync takes the server's count and preferences and re-reads the first page", async () => {
+    const { server, client } = start(setup());
+    const a = server.notify("alice", "x");
+    await until("connected", connected(client));
+    await until("listed", () => client.getSnapshot().notifications.length === 1);
+    const pages = server.requests.filter((r) => r.path === "/v1/me/notifications").length;
+
+    // Read on another node; its `state` frame was lost between nodes.
+    server.user("alice").notifications[0]!.read_at = new Date().toISOString();
+    server.broadcast("alice", { type: "sync", unread_count: 0, last_seq: 1, state_version: 5, preferences: { muted: true, mute_until: null, channels: { in_app: true, web_push: true }, types: {} } });
+    await until("read state reconciled", () => client.getSnapshot().notifications[0]?.read_at != null);
+
+    expect(client.getSnapshot().unreadCount).toBe(0);
+    expect(server.requests.filter((r) => r.path === "/v1/me/notifications").length).toBe(pages + 1);
+    expect(client.getSnapshot().notifications[0]?.id).toBe(a.id);
+    // Older versions after the sync are stale.
+    server.broadcast("alice", { type: "state", change: "unread", ids: [a.id], all: false, unread_count: 1, last_seq: 1, version: 4 });
+    const b = server.notify("alice", "x");
+    await until("the next notification", () => client.getSnapshot().notifications.some((n) => n.id === b.id));
+    expect(client.getSnapshot().unreadCount).toBe(1);
+  });
+});
+
 describe("pagination", () => {
   it("loads older pages by cursor until there are no more", async () => {
     const server = new FakeBelfry();

@@ -88,6 +88,8 @@ export class BelfryClient {
   private hadHello = false;
   private connectedBefore = false;
   private resumeSeq = 0;
+  /** The newest state version seen (hello, `state`, `preferences`, `sync`). */
+  private stateVersion = 0;
   private refCounter = 0;
   private authRef: number | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -446,11 +448,22 @@ export class BelfryClient {
         break;
       }
       case "preferences":
+        if (!this.admitVersion(frame.version)) return;
         if (frame.preferences && typeof frame.preferences === "object") this.preferences.receive(frame.preferences);
         break;
       case "state":
+        if (!this.admitVersion(frame.version)) return;
         this.store.applyState(frame);
         this.events.emit("state", frame);
+        break;
+      case "sync":
+        // A change was lost on the way: the server's state now, then the first page again.
+        this.stateVersion = Math.max(this.stateVersion, frame.state_version);
+        if (this.outbox.size === 0) this.store.setUnreadCount(frame.unread_count, frame.last_seq);
+        else this.store.countedUpTo(frame.last_seq);
+        if (frame.preferences && typeof frame.preferences === "object") this.preferences.receive(frame.preferences);
+        else if (this.preferences.loaded) this.preferences.load().catch(() => undefined);
+        void this.reconcile(generation, true);
         break;
       case "ack":
         if (frame.ref === this.authRef) this.authRef = null;
@@ -475,6 +488,17 @@ export class BelfryClient {
     }
   }
 
+  /**
+   * Whether a `state` or `preferences` frame with this version is news: one at or below the
+   * newest version seen is a late copy and is dropped (the server drops them too).
+   */
+  private admitVersion(version: number | undefined): boolean {
+    if (version === undefined) return true;
+    if (version <= this.stateVersion) return false;
+    this.stateVersion = version;
+    return true;
+  }
+
   private onUpdated(n: Notification): void {
     if (this.store.applyUpdate(n)) this.events.emit("updated", n);
   }
@@ -496,6 +520,8 @@ export class BelfryClient {
     // answer them carry the count to show.
     if (this.outbox.size === 0) this.store.setUnreadCount(frame.unread_count, frame.last_seq);
     else this.store.countedUpTo(frame.last_seq);
+    // A new connection starts from the server's version (it may be lower after a data reset).
+    if (typeof frame.state_version === "number") this.stateVersion = frame.state_version;
     this.setStatus("connected");
     this.events.emit("hello", frame);
     this.flushOutbox();

@@ -32,7 +32,7 @@ export class BelfryHttp {
     });
   }
 
-  unreadCount(): Promise<{ unread_count: number; last_seq: number }> {
+  unreadCount(): Promise<{ unread_count: number; last_seq: number; state_version?: number }> {
     return this.request("GET", "/v1/me/unread-count");
   }
 
@@ -50,8 +50,10 @@ export class BelfryHttp {
     return this.request<Preferences>("PUT", "/v1/me/preferences", { body: preferences });
   }
 
-  poll(after: number, timeoutSecs: number, signal?: AbortSignal): Promise<PollResponse> {
-    return this.request<PollResponse>("GET", "/v1/poll", { query: { after, timeout: timeoutSecs }, signal });
+  poll(after: number, timeoutSecs: number, signal?: AbortSignal, stateVersion?: number): Promise<PollResponse> {
+    const query: Record<string, number> = { after, timeout: timeoutSecs };
+    if (stateVersion !== undefined) query.state_version = stateVersion;
+    return this.request<PollResponse>("GET", "/v1/poll", { query, signal });
   }
 
   /**

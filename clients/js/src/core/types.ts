@@ -45,6 +45,8 @@ export interface HelloFrame {
   unread_count: number;
   /** The user's highest stored seq when the connection opened. */
   last_seq: number;
+  /** The user's state version when the connection opened (absent from servers before it). */
+  state_version?: number;
   heartbeat_ms: number;
 }
 
@@ -68,6 +70,8 @@ export interface UpdatedFrame {
 export interface PreferencesFrame {
   type: "preferences";
   preferences: Preferences;
+  /** The user's state version this change took. */
+  version?: number;
 }
 
 export interface StateFrame {
@@ -78,6 +82,23 @@ export interface StateFrame {
   /** With `all`: every notification with `seq <= up_to_seq` is read. */
   up_to_seq?: number;
   unread_count: number;
+  /** The user's highest seq when the count was taken. */
+  last_seq?: number;
+  /** The user's state version this change took; a frame not above the last one seen is stale. */
+  version?: number;
+}
+
+/**
+ * The connection's read state or preferences may be stale (a change was lost on the way): the
+ * store's state now. The SDK sets the count and preferences and re-reads the first page.
+ */
+export interface SyncFrame {
+  type: "sync";
+  unread_count: number;
+  last_seq: number;
+  state_version: number;
+  /** Absent when a long-poll answer stands in for the frame: the SDK then reloads them. */
+  preferences?: Preferences;
 }
 
 export interface PongFrame {
@@ -131,6 +152,7 @@ export type ServerFrame =
   | UpdatedFrame
   | PreferencesFrame
   | StateFrame
+  | SyncFrame
   | JoinedFrame
   | PresenceFrame
   | RoomMessageFrame
@@ -162,6 +184,8 @@ export interface NotificationPage {
   next_cursor: string | null;
   unread_count: number;
   last_seq: number;
+  /** The user's state version (absent from servers before it). */
+  state_version?: number;
 }
 
 /** `GET /v1/poll` */
@@ -169,6 +193,8 @@ export interface PollResponse {
   notifications: Notification[];
   last_seq: number;
   unread_count: number;
+  /** The user's state version; passed back as `state_version` (absent from servers before it). */
+  state_version?: number;
 }
 
 /** A delivery channel a preference can switch off. */

@@ -1,8 +1,10 @@
 // Long-poll transport, the last resort behind proxies that break both WebSocket and SSE.
 // It reads the unread count first (standing in for `hello`), then asks `GET /v1/poll` for
 // notifications after the last seq it saw, again and again. Grouped items (count > 1) are
-// handed on as `updated` frames, as the WebSocket and SSE would have carried them. It has no `state` frames: the unread
-// count comes with every poll answer, and read state is refreshed when the client reconnects.
+// handed on as `updated` frames, as the WebSocket and SSE would have carried them. It has no
+// `state` frames: the unread count comes with every poll answer, and each poll passes the state
+// version it has, so a read-state or preferences change anywhere answers at once with a newer
+// one, which is handed on as a `sync` frame (the client then re-reads the first page).
 
 import { BelfryError } from "../errors.js";
 import type { HelloFrame } from "../types.js";
@@ -35,9 +37,11 @@ export const pollTransport: TransportFactory = (context: TransportContext, event
       last_seq: counts.last_seq,
       heartbeat_ms: 0,
     };
+    if (counts.state_version !== undefined) hello.state_version = counts.state_version;
+    let stateVersion = counts.state_version;
     events.frame(hello);
     while (!ended) {
-      const answer = await context.http.poll(after, context.pollTimeoutSecs, abort?.signal);
+      const answer = await context.http.poll(after, context.pollTimeoutSecs, abort?.signal, stateVersion);
       if (ended) return;
       for (const notification of answer.notifications) {
         if (ended) return;
@@ -47,7 +51,13 @@ export const pollTransport: TransportFactory = (context: TransportContext, event
         after = Math.max(after, notification.seq);
       }
       after = Math.max(after, answer.last_seq);
-      events.counts(answer.unread_count, after);
+      const version = answer.state_version;
+      if (version !== undefined && stateVersion !== undefined && version > stateVersion) {
+        events.frame({ type: "sync", unread_count: answer.unread_count, last_seq: after, state_version: version });
+      } else {
+        events.counts(answer.unread_count, after);
+      }
+      if (version !== undefined) stateVersion = Math.max(stateVersion ?? 0, version);
     }
   };
 

@@ -7,8 +7,24 @@ import type { EventSourceLike, ServerFrame } from "../types.js";
 import { httpUrl } from "../url.js";
 import { parseFrame, type TransportContext, type TransportEvents, type TransportFactory } from "./types.js";
 
-/** The frame types Belfry sends as SSE events (the `event:` field is the frame's `type`). */
-const EVENTS: ServerFrame["type"][] = ["hello", "notification", "updated", "preferences", "state", "pong", "ack", "error"];
+/**
+ * The frame types Belfry sends as SSE events (the `event:` field is the frame's `type`): every
+ * client frame of the protocol (a server test compares this list with its `FrameKind`s).
+ */
+export const EVENTS: ServerFrame["type"][] = [
+  "hello",
+  "notification",
+  "updated",
+  "preferences",
+  "state",
+  "sync",
+  "joined",
+  "presence",
+  "message",
+  "pong",
+  "ack",
+  "error",
+];
 
 export const sseTransport: TransportFactory = (context: TransportContext, events: TransportEvents) => {
   let source: EventSourceLike | null = null;

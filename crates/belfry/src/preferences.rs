@@ -227,13 +227,6 @@ impl PreferenceCache {
         }
         Ok((preferences, version))
     }
-
-    /// Forgets `user`'s cached preferences (another node changed them).
-    pub fn forget(&self, user: &UserId) {
-        if let Some(cache) = &self.entries {
-            cache.invalidate(user);
-        }
-    }
 }
 
 #[cfg(test)]

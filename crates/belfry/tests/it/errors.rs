@@ -130,7 +130,10 @@ async fn a_batch_with_one_bad_item_stores_nothing() {
         "{body}"
     );
     let (_, count) = app.get_as("alice", "/v1/me/unread-count").await;
-    assert_eq!(count, json!({"unread_count": 0, "last_seq": 0}));
+    assert_eq!(
+        count,
+        json!({"unread_count": 0, "last_seq": 0, "state_version": 0})
+    );
 
     let (status, body) = app
         .backend_post(

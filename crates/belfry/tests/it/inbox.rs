@@ -23,7 +23,10 @@ async fn a_stored_notification_is_listed_and_counted_for_its_recipient() {
     assert!(item["read_at"].is_null());
 
     let (_, count) = app.get_as("alice", "/v1/me/unread-count").await;
-    assert_eq!(count, json!({"unread_count": 1, "last_seq": 1}));
+    assert_eq!(
+        count,
+        json!({"unread_count": 1, "last_seq": 1, "state_version": 0})
+    );
 }
 
 #[tokio::test]

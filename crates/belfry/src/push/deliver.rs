@@ -2,10 +2,12 @@
 //!
 //! A job (one notification, or a digest) is prepared by a short task: the policy decision,
 //! the user's subscriptions, the endpoint check. Each subscription is then sent by a task of
-//! its own, so one user's pushes go out side by side and a slow push service delays only
-//! what goes to it: a request holds one of `per_host_concurrency` slots of its push service
-//! (its lane), then one of the `concurrency` slots shared by all, and holds neither while it
-//! waits to retry. A lane holds at most `per_host_queue` sends; more are dropped.
+//! its own, so one user's pushes go out side by side, and neither a slow push service nor one
+//! user holds more than its share: a request takes one of its user's
+//! `max_subscriptions_per_user` slots, then one of its push service's `per_host_concurrency`
+//! slots, then one of the `concurrency` slots shared by all (always in that order, so waits
+//! never form a cycle), and holds none while it waits to retry. Each such lane holds at most
+//! `per_user_queue` / `per_host_queue` sends; more are dropped.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
@@ -58,11 +60,16 @@ pub(super) struct Worker {
     pub broker: Arc<dyn Broker>,
     pub metrics: Arc<Metrics>,
     pub client: reqwest::Client,
-    pub lanes: Arc<Lanes>,
+    /// Requests in flight, over all push services.
+    pub requests: Arc<Semaphore>,
+    /// Per push service (origin).
+    pub hosts: Arc<Lanes>,
+    /// Per user.
+    pub users: Arc<Lanes>,
 }
 
-/// The push services being sent to (by origin), each with its own bounds. A lane exists while
-/// a send holds a ticket for it.
+/// Lanes by key (a push service's origin, or a user), each with its own bounds. A lane exists
+/// while a send holds a ticket for it.
 #[derive(Default)]
 pub(super) struct Lanes(Mutex<HashMap<String, Lane>>);
 
@@ -79,11 +86,11 @@ impl Lanes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A place in `origin`'s lane, unless `queue` sends already hold one.
-    fn admit(self: &Arc<Self>, origin: &str, queue: usize, per_host: usize) -> Option<Ticket> {
+    /// A place in `key`'s lane (of `in_flight` slots), unless `queue` sends already hold one.
+    fn admit(self: &Arc<Self>, key: &str, queue: usize, in_flight: usize) -> Option<Ticket> {
         let mut lanes = self.lock();
-        let lane = lanes.entry(origin.to_owned()).or_insert_with(|| Lane {
-            in_flight: Arc::new(Semaphore::new(per_host.max(1))),
+        let lane = lanes.entry(key.to_owned()).or_insert_with(|| Lane {
+            in_flight: Arc::new(Semaphore::new(in_flight.max(1))),
             tickets: 0,
         });
         if lane.tickets >= queue.max(1) {
@@ -92,7 +99,7 @@ impl Lanes {
         lane.tickets += 1;
         Some(Ticket {
             lanes: Arc::clone(self),
-            origin: origin.to_owned(),
+            key: key.to_owned(),
             in_flight: Arc::clone(&lane.in_flight),
         })
     }
@@ -103,20 +110,26 @@ impl Lanes {
     }
 }
 
-/// One send's place in its lane; the lane goes when its last ticket does.
+/// One send's place in a lane; the lane goes when its last ticket does.
 struct Ticket {
     lanes: Arc<Lanes>,
-    origin: String,
+    key: String,
     in_flight: Arc<Semaphore>,
+}
+
+/// A send's places: its user's lane and its push service's.
+struct Place {
+    user: Ticket,
+    host: Ticket,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut lanes = self.lanes.lock();
-        if let Some(lane) = lanes.get_mut(&self.origin) {
+        if let Some(lane) = lanes.get_mut(&self.key) {
             lane.tickets = lane.tickets.saturating_sub(1);
             if lane.tickets == 0 {
-                lanes.remove(&self.origin);
+                lanes.remove(&self.key);
             }
         }
     }
@@ -171,7 +184,6 @@ pub(super) async fn run(
     let worker = Arc::new(worker);
     // Jobs being prepared (a policy decision and a store read each; never a push service).
     let preparing = Arc::new(Semaphore::new(worker.config.concurrency.max(1)));
-    let requests = Arc::new(Semaphore::new(worker.config.concurrency.max(1)));
     let window = Duration::from_secs(worker.config.digest_window_secs);
     let mut held: HashMap<UserId, Held> = HashMap::new();
     let mut due: DelayQueue<UserId> = DelayQueue::new();
@@ -207,10 +219,9 @@ pub(super) async fn run(
             return;
         };
         let worker = Arc::clone(&worker);
-        let requests = Arc::clone(&requests);
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            worker.push(&job, &requests, &stop).await;
+            worker.push(&job, &stop).await;
             drop(permit);
         });
     }
@@ -298,12 +309,7 @@ impl Worker {
     }
 
     /// Prepares a job and starts one send per subscription; returns without waiting for them.
-    async fn push(
-        self: &Arc<Self>,
-        job: &Job,
-        requests: &Arc<Semaphore>,
-        shutdown: &CancellationToken,
-    ) {
+    async fn push(self: &Arc<Self>, job: &Job, shutdown: &CancellationToken) {
         let notification = job.latest();
         if !self.wanted(notification).await {
             return;
@@ -340,35 +346,42 @@ impl Worker {
                     continue;
                 }
             };
-            let origin = url.origin().ascii_serialization();
-            let Some(ticket) = self.lanes.admit(
-                &origin,
-                self.config.per_host_queue,
-                self.config.per_host_concurrency,
-            ) else {
+            let Some(place) = self.admit(&notification.user_id, &url) else {
                 self.metrics.push_dropped.inc();
-                tracing::warn!(%origin, "push: too many pushes waiting for one push service; dropped");
                 continue;
             };
             let worker = Arc::clone(self);
-            let requests = Arc::clone(requests);
             let (body, topic, stop) = (Arc::clone(&body), topic.clone(), shutdown.clone());
             tokio::spawn(async move {
                 let outcome = worker
-                    .send(
-                        &subscription,
-                        &url,
-                        topic.as_deref(),
-                        &body,
-                        &ticket,
-                        &requests,
-                        &stop,
-                    )
+                    .send(&subscription, &url, topic.as_deref(), &body, &place, &stop)
                     .await;
                 worker.record(outcome);
-                drop(ticket);
+                drop(place);
             });
         }
+    }
+
+    /// Places in the user's and the push service's lanes, unless either is full.
+    fn admit(&self, user: &UserId, url: &reqwest::Url) -> Option<Place> {
+        let config = &self.config;
+        let Some(user) = self.users.admit(
+            user.as_str(),
+            config.per_user_queue,
+            config.max_subscriptions_per_user,
+        ) else {
+            tracing::warn!("push: too many pushes waiting for one user; dropped");
+            return None;
+        };
+        let origin = url.origin().ascii_serialization();
+        let Some(host) =
+            self.hosts
+                .admit(&origin, config.per_host_queue, config.per_host_concurrency)
+        else {
+            tracing::warn!(%origin, "push: too many pushes waiting for one push service; dropped");
+            return None;
+        };
+        Some(Place { user, host })
     }
 
     fn record(&self, outcome: Outcome) {
@@ -417,16 +430,14 @@ impl Worker {
     }
 
     /// Sends one push, retrying 429/5xx/network errors with backoff (or `Retry-After`). Each
-    /// attempt waits for a slot of its push service's lane, then for a shared one.
-    #[allow(clippy::too_many_arguments)]
+    /// attempt waits for a slot of its user's lane, of its push service's, then a shared one.
     async fn send(
         &self,
         subscription: &PushSubscription,
         url: &reqwest::Url,
         topic: Option<&str>,
         body: &[u8],
-        ticket: &Ticket,
-        requests: &Arc<Semaphore>,
+        place: &Place,
         shutdown: &CancellationToken,
     ) -> Outcome {
         let mut delay = Duration::from_millis(500);
@@ -440,9 +451,10 @@ impl Worker {
                 return Outcome::Pruned;
             };
             let slots = async {
-                let host = Arc::clone(&ticket.in_flight).acquire_owned().await.ok()?;
-                let shared = Arc::clone(requests).acquire_owned().await.ok()?;
-                Some::<(OwnedSemaphorePermit, OwnedSemaphorePermit)>((host, shared))
+                let user = place.user.in_flight.acquire().await.ok()?;
+                let host = place.host.in_flight.acquire().await.ok()?;
+                let shared = self.requests.acquire().await.ok()?;
+                Some((user, host, shared))
             };
             let sent = tokio::select! {
                 () = shutdown.cancelled() => return Outcome::Failed,

@@ -9,7 +9,7 @@
 //!
 //! Users choose their endpoints, so it never sends where `endpoint` forbids (a private
 //! address, plain http, a host off the allow-list), never follows a redirect, and never lets
-//! one slow push service hold more than `per_host_concurrency` of the `concurrency` slots.
+//! one slow push service, or one user, hold more than their share of the `concurrency` slots.
 
 mod deliver;
 mod endpoint;
@@ -71,6 +71,10 @@ pub struct PushConfig {
     /// Pushes waiting for (or retrying against) one push service before further ones to it
     /// are dropped (and counted). Default 1000.
     pub per_host_queue: usize,
+    /// Pushes waiting for (or retrying) for one user before further ones for them are dropped
+    /// (and counted). A user's requests in flight are bounded by `max_subscriptions_per_user`.
+    /// Default 100.
+    pub per_user_queue: usize,
     /// Longest wait for a TCP and TLS connection to a push service, in seconds. Default 5.
     pub connect_timeout_secs: u64,
     /// Longest wait for a whole request to a push service, in seconds. Default 10.
@@ -106,6 +110,7 @@ impl Default for PushConfig {
             concurrency: 64,
             per_host_concurrency: 8,
             per_host_queue: 1000,
+            per_user_queue: 100,
             connect_timeout_secs: 5,
             request_timeout_secs: 10,
             max_attempts: 5,
@@ -226,7 +231,9 @@ impl Pusher {
             broker,
             metrics: Arc::clone(&metrics),
             client,
-            lanes: Arc::default(),
+            requests: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+            hosts: Arc::default(),
+            users: Arc::default(),
         };
         tokio::spawn(deliver::run(worker, jobs, shutdown));
         Ok(Some(Self {

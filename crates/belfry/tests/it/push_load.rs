@@ -178,3 +178,64 @@ async fn a_push_service_that_never_answers_delays_no_other_push() {
     );
     assert_eq!(hole.accepted(), 1);
 }
+
+#[tokio::test]
+async fn one_user_with_many_silent_push_services_holds_only_their_share_of_the_slots() {
+    let receiver = Receiver::start();
+    let holes = [
+        BlackHole::start().await,
+        BlackHole::start().await,
+        BlackHole::start().await,
+    ];
+    let accepted = || holes.iter().map(BlackHole::accepted).sum::<usize>();
+    // Four shared slots; ann's three push services could take two each, but ann gets three.
+    let app = push_app_with(|c| {
+        c.push.concurrency = 4;
+        c.push.per_host_concurrency = 2;
+        c.push.max_subscriptions_per_user = 3;
+        c.push.request_timeout_secs = 60;
+        c.push.max_attempts = 1;
+    })
+    .await;
+    for (i, hole) in holes.iter().enumerate() {
+        let silent = receiver.subscription_at(&format!("{}/push/ann-{i}", hole.base));
+        let (status, body) = app
+            .post_as("ann", "/v1/me/push-subscriptions", silent)
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, _) = app
+        .post_as(
+            "ben",
+            "/v1/me/push-subscriptions",
+            receiver.subscription("ben"),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    for i in 0..3 {
+        app.backend_post(
+            "/v1/notifications",
+            &json!({"recipients": ["ann"], "type": "t", "data": {"i": i}}),
+        )
+        .await;
+    }
+    wait_until("ann's silent push services hold three requests", || async {
+        (accepted() >= 3).then_some(())
+    })
+    .await;
+    app.backend_post(
+        "/v1/notifications",
+        &json!({"recipients": ["ben"], "type": "t"}),
+    )
+    .await;
+    wait_until("ben's push arrives", || async {
+        (names_of(&receiver.received().await, "ben").len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&app.metrics().await, "belfry_push_failed_total"),
+        0.0
+    );
+    assert_eq!(accepted(), 3, "ann has three requests in flight, no more");
+}

@@ -62,8 +62,10 @@ pub struct Metrics {
     pub push_retried: Counter,
     /// Subscriptions removed because the push service answered 404/410.
     pub push_pruned: Counter,
-    /// Pushes dropped because the push queue was full.
+    /// Pushes dropped because the push queue, or one push service's queue, was full.
     pub push_dropped: Counter,
+    /// Pushes not sent because the endpoint is not allowed (scheme, host, non-public address).
+    pub push_refused: Counter,
     /// Pushes not sent because the user had a live connection (policy `offline`).
     pub push_skipped_online: Counter,
 }
@@ -97,6 +99,7 @@ impl Metrics {
         let push_retried = Counter::default();
         let push_pruned = Counter::default();
         let push_dropped = Counter::default();
+        let push_refused = Counter::default();
         let push_skipped_online = Counter::default();
         for (name, help, counter) in [
             ("push_sent", "Pushes accepted by a push service", &push_sent),
@@ -117,8 +120,13 @@ impl Metrics {
             ),
             (
                 "push_dropped",
-                "Pushes dropped because the push queue was full",
+                "Pushes dropped because the push queue, or one push service's queue, was full",
                 &push_dropped,
+            ),
+            (
+                "push_refused",
+                "Pushes not sent because the endpoint is not allowed (scheme, host, non-public address)",
+                &push_refused,
             ),
             (
                 "push_skipped_online",
@@ -207,6 +215,7 @@ impl Metrics {
             push_retried,
             push_pruned,
             push_dropped,
+            push_refused,
             push_skipped_online,
         }
     }

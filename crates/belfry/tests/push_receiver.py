@@ -8,7 +8,8 @@ is decrypted (RFC 8291, aes128gcm) with the `http_ece` package using the subscri
 key and auth secret, which this script generates.
 
 Endpoints: POST /push/<name> takes a push; `gone` answers 410, `flaky` answers 503 with
-Retry-After once and then 201. GET /received lists what arrived. On start it prints one JSON
+Retry-After once and then 201, `redirect` answers 307 to /push/redirected (which would take
+it). GET /received lists what arrived. On start it prints one JSON
 line: {"port", "p256dh", "auth"}.
 """
 import base64
@@ -78,6 +79,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if name == "gone":
             self.reply(410)
+            return
+        if name == "redirect":
+            self.reply(307, headers={"Location": "/push/redirected"})
             return
         if name == "flaky":
             with LOCK:

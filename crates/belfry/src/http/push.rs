@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser};
 use crate::app::AppState;
 use crate::protocol::ErrorCode;
-use crate::push::{PushError, PushSubscription, Pusher, validate_subscription};
+use crate::push::{PushError, PushSubscription, Pusher};
 
 impl From<PushError> for ApiError {
     fn from(e: PushError) -> Self {
@@ -53,7 +53,8 @@ pub async fn vapid_public_key(
     }))
 }
 
-/// Save a browser's push subscription for the current user.
+/// Save a browser's push subscription for the current user. A user keeps at most
+/// `push.max_subscriptions_per_user`: saving one more removes their least recently saved.
 #[utoipa::path(post, path = "/v1/me/push-subscriptions", tag = "push",
     request_body = PushSubscription,
     security(("user_jwt" = [])),
@@ -69,12 +70,18 @@ pub async fn subscribe(
     CurrentUser(user): CurrentUser,
     ApiJson(subscription): ApiJson<PushSubscription>,
 ) -> Result<StatusCode, ApiError> {
-    pusher(&state)?;
-    validate_subscription(&subscription)?;
-    state
+    let pusher = pusher(&state)?;
+    pusher.validate(&subscription)?;
+    let removed = state
         .store
-        .add_push_subscription(&user.id, &subscription)
+        .add_push_subscription(&user.id, &subscription, pusher.max_subscriptions_per_user())
         .await?;
+    if removed > 0 {
+        tracing::debug!(
+            removed,
+            "push: least recently saved subscriptions removed (over the cap)"
+        );
+    }
     Ok(StatusCode::CREATED)
 }
 

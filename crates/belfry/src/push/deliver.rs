@@ -1,8 +1,17 @@
 //! The delivery workers: decide, encrypt, send, retry, prune.
+//!
+//! A job (one notification, or a digest) is prepared by a short task: the policy decision,
+//! the user's subscriptions, the endpoint check. Each subscription is then sent by a task of
+//! its own, so one user's pushes go out side by side, and neither a slow push service nor one
+//! user holds more than its share: a request takes one of its user's
+//! `max_subscriptions_per_user` slots, then one of its push service's `per_host_concurrency`
+//! slots, then one of the `concurrency` slots shared by all (always in that order, so waits
+//! never form a cycle), and holds none while it waits to retry. Each such lane holds at most
+//! `per_user_queue` / `per_host_queue` sends; more are dropped.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -17,6 +26,7 @@ use web_push_native::jwt_simple::algorithms::{
 };
 use web_push_native::jwt_simple::claims::Claims;
 
+use super::endpoint::{EndpointPolicy, RefusedAddress};
 use super::{DIGEST_TOPIC, PushConfig, PushPolicy, PushSubscription, digest_payload, payload};
 use crate::broker::Broker;
 use crate::hub::Hub;
@@ -34,18 +44,95 @@ pub enum Outcome {
     Delivered,
     /// The subscription is gone (404/410) and was removed.
     Pruned,
-    /// Refused for good, or retries ran out.
+    /// Refused for good (including a redirect, which is not followed), or retries ran out.
     Failed,
+    /// Not sent: the endpoint is not one this server sends to (scheme, host, or an address
+    /// that is not public, literally or once resolved).
+    Refused,
 }
 
 pub(super) struct Worker {
     pub key: Arc<ES256KeyPair>,
     pub config: PushConfig,
+    pub endpoints: EndpointPolicy,
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub broker: Arc<dyn Broker>,
     pub metrics: Arc<Metrics>,
     pub client: reqwest::Client,
+    /// Requests in flight, over all push services.
+    pub requests: Arc<Semaphore>,
+    /// Per push service (origin).
+    pub hosts: Arc<Lanes>,
+    /// Per user.
+    pub users: Arc<Lanes>,
+}
+
+/// Lanes by key (a push service's origin, or a user), each with its own bounds. A lane exists
+/// while a send holds a ticket for it.
+#[derive(Default)]
+pub(super) struct Lanes(Mutex<HashMap<String, Lane>>);
+
+struct Lane {
+    in_flight: Arc<Semaphore>,
+    tickets: usize,
+}
+
+impl Lanes {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Lane>> {
+        // The map stays consistent whatever panicked while holding it: each change is one step.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A place in `key`'s lane (of `in_flight` slots), unless `queue` sends already hold one.
+    fn admit(self: &Arc<Self>, key: &str, queue: usize, in_flight: usize) -> Option<Ticket> {
+        let mut lanes = self.lock();
+        let lane = lanes.entry(key.to_owned()).or_insert_with(|| Lane {
+            in_flight: Arc::new(Semaphore::new(in_flight.max(1))),
+            tickets: 0,
+        });
+        if lane.tickets >= queue.max(1) {
+            return None;
+        }
+        lane.tickets += 1;
+        Some(Ticket {
+            lanes: Arc::clone(self),
+            key: key.to_owned(),
+            in_flight: Arc::clone(&lane.in_flight),
+        })
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// One send's place in a lane; the lane goes when its last ticket does.
+struct Ticket {
+    lanes: Arc<Lanes>,
+    key: String,
+    in_flight: Arc<Semaphore>,
+}
+
+/// A send's places: its user's lane and its push service's.
+struct Place {
+    user: Ticket,
+    host: Ticket,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut lanes = self.lanes.lock();
+        if let Some(lane) = lanes.get_mut(&self.key) {
+            lane.tickets = lane.tickets.saturating_sub(1);
+            if lane.tickets == 0 {
+                lanes.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// What one delivery sends.
@@ -95,7 +182,8 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let worker = Arc::new(worker);
-    let slots = Arc::new(Semaphore::new(worker.config.concurrency.max(1)));
+    // Jobs being prepared (a policy decision and a store read each; never a push service).
+    let preparing = Arc::new(Semaphore::new(worker.config.concurrency.max(1)));
     let window = Duration::from_secs(worker.config.digest_window_secs);
     let mut held: HashMap<UserId, Held> = HashMap::new();
     let mut due: DelayQueue<UserId> = DelayQueue::new();
@@ -127,7 +215,7 @@ pub(super) async fn run(
                 }
             }
         };
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+        let Ok(permit) = Arc::clone(&preparing).acquire_owned().await else {
             return;
         };
         let worker = Arc::clone(&worker);
@@ -158,6 +246,18 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// Whether a request failed because our resolver refused the endpoint's addresses.
+fn refused_by_resolver(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<RefusedAddress>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The VAPID `Authorization` header (RFC 8292). Signed here rather than by `web-push-native`,
@@ -208,12 +308,13 @@ impl Worker {
         }
     }
 
-    async fn push(&self, job: &Job, shutdown: &CancellationToken) {
+    /// Prepares a job and starts one send per subscription; returns without waiting for them.
+    async fn push(self: &Arc<Self>, job: &Job, shutdown: &CancellationToken) {
         let notification = job.latest();
         if !self.wanted(notification).await {
             return;
         }
-        let subscriptions = match self.store.push_subscriptions(&notification.user_id).await {
+        let mut subscriptions = match self.store.push_subscriptions(&notification.user_id).await {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(error = %e, "push: cannot read subscriptions");
@@ -221,6 +322,11 @@ impl Worker {
                 return;
             }
         };
+        // Oldest first: a user over the cap (lowered since they subscribed) gets the newest.
+        let over = subscriptions
+            .len()
+            .saturating_sub(self.config.max_subscriptions_per_user.max(1));
+        subscriptions.drain(..over);
         let (body, topic) = match job {
             Job::One(n) => (payload(n), n.group_key.as_ref().map(|g| topic(g.as_str()))),
             Job::Digest { count, latest } => (
@@ -228,25 +334,73 @@ impl Worker {
                 Some(DIGEST_TOPIC.to_owned()),
             ),
         };
+        let body: Arc<[u8]> = body.into();
+        let topic: Option<Arc<str>> = topic.map(Into::into);
         for subscription in subscriptions {
-            let outcome = self
-                .send(&subscription, topic.as_deref(), &body, shutdown)
-                .await;
-            match outcome {
-                Outcome::Delivered => self.metrics.push_sent.inc(),
-                Outcome::Pruned => self.metrics.push_pruned.inc(),
-                Outcome::Failed => self.metrics.push_failed.inc(),
+            // Checked again here: the rules may have changed since the subscription was saved.
+            let url = match self.endpoints.check(&subscription.endpoint) {
+                Ok(url) => url,
+                Err(refused) => {
+                    tracing::warn!(%refused, "push: endpoint refused; not sent");
+                    self.record(Outcome::Refused);
+                    continue;
+                }
             };
+            let Some(place) = self.admit(&notification.user_id, &url) else {
+                self.metrics.push_dropped.inc();
+                continue;
+            };
+            let worker = Arc::clone(self);
+            let (body, topic, stop) = (Arc::clone(&body), topic.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let outcome = worker
+                    .send(&subscription, &url, topic.as_deref(), &body, &place, &stop)
+                    .await;
+                worker.record(outcome);
+                drop(place);
+            });
         }
+    }
+
+    /// Places in the user's and the push service's lanes, unless either is full.
+    fn admit(&self, user: &UserId, url: &reqwest::Url) -> Option<Place> {
+        let config = &self.config;
+        let Some(user) = self.users.admit(
+            user.as_str(),
+            config.per_user_queue,
+            config.max_subscriptions_per_user,
+        ) else {
+            tracing::warn!("push: too many pushes waiting for one user; dropped");
+            return None;
+        };
+        let origin = url.origin().ascii_serialization();
+        let Some(host) =
+            self.hosts
+                .admit(&origin, config.per_host_queue, config.per_host_concurrency)
+        else {
+            tracing::warn!(%origin, "push: too many pushes waiting for one push service; dropped");
+            return None;
+        };
+        Some(Place { user, host })
+    }
+
+    fn record(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Delivered => self.metrics.push_sent.inc(),
+            Outcome::Pruned => self.metrics.push_pruned.inc(),
+            Outcome::Failed => self.metrics.push_failed.inc(),
+            Outcome::Refused => self.metrics.push_refused.inc(),
+        };
     }
 
     fn request(
         &self,
         subscription: &PushSubscription,
+        url: &reqwest::Url,
         topic: Option<&str>,
         body: &[u8],
     ) -> Option<reqwest::RequestBuilder> {
-        let endpoint = subscription.endpoint.parse().ok()?;
+        let endpoint: http::Uri = url.as_str().parse().ok()?;
         let p256dh =
             Base64UrlUnpadded::decode_vec(subscription.keys.p256dh.trim_end_matches('=')).ok()?;
         let public = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh).ok()?;
@@ -262,9 +416,10 @@ impl Worker {
             .build(body.to_vec())
             .ok()?;
         let (parts, body) = request.into_parts();
+        // The URL checked is the URL requested.
         let mut builder = self
             .client
-            .post(parts.uri.to_string())
+            .post(url.clone())
             .headers(parts.headers)
             .header("Urgency", self.config.urgency.as_str())
             .header(reqwest::header::AUTHORIZATION, vapid);
@@ -274,17 +429,20 @@ impl Worker {
         Some(builder.body(body))
     }
 
-    /// Sends one push, retrying 429/5xx/network errors with backoff (or `Retry-After`).
-    pub(super) async fn send(
+    /// Sends one push, retrying 429/5xx/network errors with backoff (or `Retry-After`). Each
+    /// attempt waits for a slot of its user's lane, of its push service's, then a shared one.
+    async fn send(
         &self,
         subscription: &PushSubscription,
+        url: &reqwest::Url,
         topic: Option<&str>,
         body: &[u8],
+        place: &Place,
         shutdown: &CancellationToken,
     ) -> Outcome {
         let mut delay = Duration::from_millis(500);
         for attempt in 1..=self.config.max_attempts.max(1) {
-            let Some(request) = self.request(subscription, topic, body) else {
+            let Some(request) = self.request(subscription, url, topic, body) else {
                 tracing::warn!("push: unusable subscription; removing it");
                 let _ = self
                     .store
@@ -292,7 +450,23 @@ impl Worker {
                     .await;
                 return Outcome::Pruned;
             };
-            let wait = match request.send().await {
+            let slots = async {
+                let user = place.user.in_flight.acquire().await.ok()?;
+                let host = place.host.in_flight.acquire().await.ok()?;
+                let shared = self.requests.acquire().await.ok()?;
+                Some((user, host, shared))
+            };
+            let sent = tokio::select! {
+                () = shutdown.cancelled() => return Outcome::Failed,
+                slots = slots => match slots {
+                    Some(slots) => tokio::select! {
+                        () = shutdown.cancelled() => return Outcome::Failed,
+                        sent = request.send() => { drop(slots); sent }
+                    },
+                    None => return Outcome::Failed,
+                },
+            };
+            let wait = match sent {
                 Ok(response) if response.status().is_success() => return Outcome::Delivered,
                 Ok(response) if matches!(response.status().as_u16(), 404 | 410) => {
                     if let Err(e) = self
@@ -309,9 +483,17 @@ impl Worker {
                 {
                     retry_after(&response).unwrap_or(delay)
                 }
+                Ok(response) if response.status().is_redirection() => {
+                    tracing::warn!(status = %response.status(), "push service redirected; not followed");
+                    return Outcome::Failed;
+                }
                 Ok(response) => {
                     tracing::warn!(status = %response.status(), "push refused");
                     return Outcome::Failed;
+                }
+                Err(e) if refused_by_resolver(&e) => {
+                    tracing::warn!("push: endpoint resolves to a non-public address; not sent");
+                    return Outcome::Refused;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "push: network error");
@@ -346,5 +528,22 @@ mod tests {
         );
         assert_eq!(a, topic("post:7:likes"));
         assert_ne!(a, topic("post:8:likes"));
+    }
+
+    #[test]
+    fn a_lane_admits_up_to_its_queue_and_goes_with_its_last_ticket() {
+        let lanes = Arc::new(Lanes::default());
+        let first = lanes.admit("https://a.example", 2, 1).unwrap();
+        let second = lanes.admit("https://a.example", 2, 1).unwrap();
+        assert!(
+            lanes.admit("https://a.example", 2, 1).is_none(),
+            "queue full"
+        );
+        let other = lanes.admit("https://b.example", 2, 1).unwrap();
+        assert_eq!(lanes.len(), 2);
+        drop(first);
+        let third = lanes.admit("https://a.example", 2, 1).unwrap();
+        drop((second, third, other));
+        assert_eq!(lanes.len(), 0);
     }
 }

@@ -6,8 +6,13 @@
 //! on 429/5xx honouring `Retry-After`, and removal of subscriptions the push service says are
 //! gone (404/410). Encryption (RFC 8291, aes128gcm) and VAPID (RFC 8292) come from
 //! `web-push-native`. It never knows about axum; it reads subscriptions from the store.
+//!
+//! Users choose their endpoints, so it never sends where `endpoint` forbids (a private
+//! address, plain http, a host off the allow-list), never follows a redirect, and never lets
+//! one slow push service, or one user, hold more than their share of the `concurrency` slots.
 
 mod deliver;
+mod endpoint;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +33,7 @@ use crate::store::Store;
 use crate::telemetry::Metrics;
 
 pub use deliver::Outcome;
+pub use endpoint::{EndpointPolicy, EndpointRefused, HostPattern, Reach, reach};
 
 /// When a notification is pushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,10 +64,32 @@ pub struct PushConfig {
     pub ttl_secs: u64,
     /// `very-low`, `low`, `normal` or `high`. Default `normal`.
     pub urgency: String,
-    /// Deliveries in flight at once. Default 8.
+    /// Requests to push services in flight at once, over all hosts. Default 64.
     pub concurrency: usize,
+    /// Requests in flight at once to one push service (scheme, host and port). Default 8.
+    pub per_host_concurrency: usize,
+    /// Pushes waiting for (or retrying against) one push service before further ones to it
+    /// are dropped (and counted). Default 1000.
+    pub per_host_queue: usize,
+    /// Pushes waiting for (or retrying) for one user before further ones for them are dropped
+    /// (and counted). A user's requests in flight are bounded by `max_subscriptions_per_user`.
+    /// Default 100.
+    pub per_user_queue: usize,
+    /// Longest wait for a TCP and TLS connection to a push service, in seconds. Default 5.
+    pub connect_timeout_secs: u64,
+    /// Longest wait for a whole request to a push service, in seconds. Default 10.
+    pub request_timeout_secs: u64,
     /// Attempts per delivery before giving up (429/5xx/network errors). Default 5.
     pub max_attempts: u32,
+    /// Subscriptions kept per user; saving one more removes that user's least recently saved.
+    /// Default 10.
+    pub max_subscriptions_per_user: usize,
+    /// Hosts endpoints may point to: `fcm.googleapis.com`, or `*.push.apple.com` for any name
+    /// below it. Empty (the default): any public host.
+    pub allowed_hosts: Vec<HostPattern>,
+    /// Also accept `http` endpoints and loopback addresses. For development and tests only:
+    /// it lets users make the server POST to its own machine. Default false.
+    pub allow_insecure_endpoints: bool,
     /// Pushes queued before new ones are dropped (and counted). Default 10000.
     pub queue: usize,
     /// When above 0, a user's pushes are batched: the first opens a window of this many
@@ -79,8 +107,16 @@ impl Default for PushConfig {
             type_policies: BTreeMap::new(),
             ttl_secs: 43_200,
             urgency: "normal".into(),
-            concurrency: 8,
+            concurrency: 64,
+            per_host_concurrency: 8,
+            per_host_queue: 1000,
+            per_user_queue: 100,
+            connect_timeout_secs: 5,
+            request_timeout_secs: 10,
             max_attempts: 5,
+            max_subscriptions_per_user: 10,
+            allowed_hosts: Vec::new(),
+            allow_insecure_endpoints: false,
             queue: 10_000,
             digest_window_secs: 0,
         }
@@ -101,17 +137,25 @@ pub enum PushError {
     BadKey(String),
 }
 
-/// Checks a subscription's endpoint and keys can be used for delivery.
-pub fn validate_subscription(subscription: &PushSubscription) -> Result<(), PushError> {
-    let endpoint: http::Uri = subscription
-        .endpoint
-        .parse()
-        .map_err(|_| PushError::Invalid("endpoint: not a URL"))?;
-    if !matches!(endpoint.scheme_str(), Some("https" | "http"))
-        || subscription.endpoint.len() > 2048
-    {
-        return Err(PushError::Invalid("endpoint: must be an http(s) URL"));
+impl From<EndpointRefused> for PushError {
+    fn from(refused: EndpointRefused) -> Self {
+        PushError::Invalid(refused.as_str())
     }
+}
+
+impl PushConfig {
+    /// The endpoint rules of these settings.
+    pub fn endpoint_policy(&self) -> EndpointPolicy {
+        EndpointPolicy::new(self.allow_insecure_endpoints, self.allowed_hosts.clone())
+    }
+}
+
+/// Checks a subscription's endpoint (against `policy`) and keys can be used for delivery.
+pub fn validate_subscription(
+    subscription: &PushSubscription,
+    policy: &EndpointPolicy,
+) -> Result<(), PushError> {
+    policy.check(&subscription.endpoint)?;
     let key = Base64UrlUnpadded::decode_vec(subscription.keys.p256dh.trim_end_matches('='))
         .map_err(|_| PushError::Invalid("keys.p256dh: not base64url"))?;
     web_push_native::p256::PublicKey::from_sec1_bytes(&key)
@@ -144,6 +188,7 @@ pub struct Pusher {
     public_key: String,
     queue: mpsc::Sender<Notification>,
     config: PushConfig,
+    endpoints: EndpointPolicy,
     metrics: Arc<Metrics>,
 }
 
@@ -165,25 +210,50 @@ impl Pusher {
             &key.public_key().public_key().to_bytes_uncompressed(),
         );
         let (queue, jobs) = mpsc::channel(config.queue.max(1));
+        let endpoints = config.endpoint_policy();
+        // No redirects (a push service never needs one, and each would be a new target to
+        // check) and no proxy (it would resolve names our resolver never sees).
+        let client = reqwest::Client::builder()
+            .dns_resolver(endpoints.resolver())
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .https_only(!config.allow_insecure_endpoints)
+            .connect_timeout(Duration::from_secs(config.connect_timeout_secs.max(1)))
+            .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
+            .build()
+            .map_err(|e| PushError::BadKey(format!("HTTP client: {e}")))?;
         let worker = deliver::Worker {
             key: Arc::new(key),
             config: config.clone(),
+            endpoints: endpoints.clone(),
             store,
             hub,
             broker,
             metrics: Arc::clone(&metrics),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .map_err(|e| PushError::BadKey(format!("HTTP client: {e}")))?,
+            client,
+            requests: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+            hosts: Arc::default(),
+            users: Arc::default(),
         };
         tokio::spawn(deliver::run(worker, jobs, shutdown));
         Ok(Some(Self {
             public_key,
             queue,
             config: config.clone(),
+            endpoints,
             metrics,
         }))
+    }
+
+    /// Checks a subscription before it is saved: its keys, and an endpoint this server would
+    /// send to.
+    pub fn validate(&self, subscription: &PushSubscription) -> Result<(), PushError> {
+        validate_subscription(subscription, &self.endpoints)
+    }
+
+    /// How many subscriptions a user keeps (`max_subscriptions_per_user`, at least 1).
+    pub fn max_subscriptions_per_user(&self) -> usize {
+        self.config.max_subscriptions_per_user.max(1)
     }
 
     /// The VAPID public key browsers subscribe with (`applicationServerKey`).
@@ -291,15 +361,16 @@ mod tests {
             },
             expiration_time: None,
         };
-        assert_eq!(validate_subscription(&good), Ok(()));
+        let policy = PushConfig::default().endpoint_policy();
+        assert_eq!(validate_subscription(&good, &policy), Ok(()));
         let mut bad = good.clone();
         bad.endpoint = "ftp://x".into();
-        assert!(validate_subscription(&bad).is_err());
+        assert!(validate_subscription(&bad, &policy).is_err());
         let mut bad = good.clone();
         bad.keys.auth = "AAAA".into();
-        assert!(validate_subscription(&bad).is_err());
+        assert!(validate_subscription(&bad, &policy).is_err());
         let mut bad = good;
         bad.keys.p256dh = "not-a-key".into();
-        assert!(validate_subscription(&bad).is_err());
+        assert!(validate_subscription(&bad, &policy).is_err());
     }
 }

@@ -199,12 +199,15 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_all_read(&self, user: &UserId) -> Result<(StateChanged, Seq), StoreError>;
 
     /// Saves a push subscription for `user` (an endpoint that belonged to another user moves
-    /// to this one: the browser profile changed hands).
+    /// to this one: the browser profile changed hands) as their most recently saved, then
+    /// removes their least recently saved beyond `keep`, in one transaction; returns how many
+    /// were removed. Concurrent saves for one user are serialised, so the bound holds.
     async fn add_push_subscription(
         &self,
         user: &UserId,
         subscription: &PushSubscription,
-    ) -> Result<(), StoreError>;
+        keep: usize,
+    ) -> Result<u64, StoreError>;
 
     /// Removes the subscription with this endpoint (only if it is `user`'s, when given);
     /// returns whether one was removed.

@@ -424,16 +424,36 @@ impl Store for PostgresStore {
         &self,
         user: &UserId,
         subscription: &PushSubscription,
-    ) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(sql::upsert_push_subscription(SQL)))
-            .bind(&subscription.endpoint)
-            .bind(user.as_str())
-            .bind(&subscription.keys.p256dh)
-            .bind(&subscription.keys.auth)
-            .bind(to_ms(crate::model::now()))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        keep: usize,
+    ) -> Result<u64, StoreError> {
+        let removed = retry_lock_conflicts(|| async move {
+            let mut tx = self.pool.begin().await?;
+            // Serialises saves for this user on every node: the trim below counts what
+            // committed saves left (two keys: a key space apart from idempotency keys').
+            sqlx::query("SELECT pg_advisory_xact_lock(1886745448, hashtext($1))")
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(AssertSqlSafe(sql::upsert_push_subscription(SQL)))
+                .bind(&subscription.endpoint)
+                .bind(user.as_str())
+                .bind(&subscription.keys.p256dh)
+                .bind(&subscription.keys.auth)
+                .bind(to_ms(crate::model::now()))
+                .execute(&mut *tx)
+                .await?;
+            let removed = sqlx::query(AssertSqlSafe(sql::trim_push_subscriptions(SQL)))
+                .bind(user.as_str())
+                .bind(&subscription.endpoint)
+                .bind(i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(removed)
+        })
+        .await?;
+        Ok(removed)
     }
 
     async fn remove_push_subscription(

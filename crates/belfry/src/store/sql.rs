@@ -350,18 +350,33 @@ pub(super) fn record_key(d: Dialect) -> String {
     )
 }
 
-/// Binds endpoint, user_id, p256dh, auth, created_at.
+/// Binds endpoint, user_id, p256dh, auth, created_at. Saving an endpoint again makes it the
+/// user's most recent (`created_at` is when it was last saved).
 pub(super) fn upsert_push_subscription(d: Dialect) -> String {
     let p = |n| d.param(n);
     format!(
         "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, created_at) \
          VALUES ({}, {}, {}, {}, {}) ON CONFLICT (endpoint) DO UPDATE SET \
-         user_id = excluded.user_id, p256dh = excluded.p256dh, auth = excluded.auth",
+         user_id = excluded.user_id, p256dh = excluded.p256dh, auth = excluded.auth, \
+         created_at = excluded.created_at",
         p(1),
         p(2),
         p(3),
         p(4),
         p(5)
+    )
+}
+
+/// Removes a user's least recently saved subscriptions beyond a count, never the one just
+/// saved (saves within one millisecond tie on `created_at`). Binds user_id, the endpoint just
+/// saved, and how many of the others to keep.
+pub(super) fn trim_push_subscriptions(d: Dialect) -> String {
+    let (user, saved, others) = (d.param(1), d.param(2), d.param(3));
+    format!(
+        "DELETE FROM push_subscriptions WHERE user_id = {user} AND endpoint <> {saved} \
+         AND endpoint NOT IN (SELECT endpoint FROM push_subscriptions \
+         WHERE user_id = {user} AND endpoint <> {saved} \
+         ORDER BY created_at DESC, endpoint DESC LIMIT {others})"
     )
 }
 

@@ -423,16 +423,27 @@ impl Store for SqliteStore {
         &self,
         user: &UserId,
         subscription: &PushSubscription,
-    ) -> Result<(), StoreError> {
+        keep: usize,
+    ) -> Result<u64, StoreError> {
+        // One write connection: transactions are already serialised.
+        let mut tx = self.write.begin().await?;
         sqlx::query(AssertSqlSafe(sql::upsert_push_subscription(SQL)))
             .bind(&subscription.endpoint)
             .bind(user.as_str())
             .bind(&subscription.keys.p256dh)
             .bind(&subscription.keys.auth)
             .bind(to_ms(crate::model::now()))
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        let removed = sqlx::query(AssertSqlSafe(sql::trim_push_subscriptions(SQL)))
+            .bind(user.as_str())
+            .bind(&subscription.endpoint)
+            .bind(i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(removed)
     }
 
     async fn remove_push_subscription(

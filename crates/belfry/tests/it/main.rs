@@ -25,6 +25,8 @@ mod logs;
 mod poll;
 mod preferences;
 mod push;
+mod push_endpoints;
+mod push_load;
 mod ratelimit;
 mod resume;
 mod retention;

@@ -1,5 +1,6 @@
 //! Web Push against a stand-in push service on loopback that verifies VAPID and decrypts with
-//! independent implementations (tests/push_receiver.py: PyJWT and http_ece).
+//! independent implementations (tests/push_receiver.py: PyJWT and http_ece). It is plain http on
+//! loopback, which only `push.allow_insecure_endpoints` admits: every app here sets it.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -9,15 +10,15 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, metric, spawn_app_with, wait_until};
 
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    base: String,
-    p256dh: String,
-    auth: String,
+    pub base: String,
+    pub p256dh: String,
+    pub auth: String,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub fn start() -> Receiver {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/push_receiver.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -38,7 +39,7 @@ impl Receiver {
         }
     }
 
-    fn subscription(&self, name: &str) -> Value {
+    pub fn subscription(&self, name: &str) -> Value {
         json!({
             "endpoint": format!("{}/push/{name}", self.base),
             "keys": {"p256dh": self.p256dh, "auth": self.auth},
@@ -46,7 +47,15 @@ impl Receiver {
         })
     }
 
-    async fn received(&self) -> Vec<Value> {
+    /// A subscription with this receiver's keys and another endpoint.
+    pub fn subscription_at(&self, endpoint: &str) -> Value {
+        json!({
+            "endpoint": endpoint,
+            "keys": {"p256dh": self.p256dh, "auth": self.auth},
+        })
+    }
+
+    pub async fn received(&self) -> Vec<Value> {
         reqwest::get(format!("{}/received", self.base))
             .await
             .unwrap()
@@ -64,10 +73,17 @@ impl Drop for Receiver {
 }
 
 async fn push_app() -> TestApp {
+    push_app_with(|_| {}).await
+}
+
+/// A server with push on, admitting the loopback http receiver, then `tweak`ed.
+pub(crate) async fn push_app_with(tweak: impl FnOnce(&mut belfry::Config)) -> TestApp {
     let (private, _) = belfry::push::generate_vapid_keys();
     spawn_app_with(|c| {
         c.push.vapid_private_key = Some(SecretString::from(private));
         c.push.subject = "mailto:ops@belfry.test".into();
+        c.push.allow_insecure_endpoints = true;
+        tweak(c);
     })
     .await
 }
@@ -212,7 +228,12 @@ async fn bad_subscriptions_are_refused_and_push_can_be_off() {
 #[tokio::test]
 async fn preferences_stop_pushes_for_a_muted_type_or_channel() {
     let receiver = Receiver::start();
-    let app = push_app().await;
+    // One slot everywhere: pushes are prepared and sent one at a time, in the order queued.
+    let app = push_app_with(|c| {
+        c.push.concurrency = 1;
+        c.push.per_host_concurrency = 1;
+    })
+    .await;
     let (status, _) = app
         .post_as(
             "erin",
@@ -240,7 +261,7 @@ async fn preferences_stop_pushes_for_a_muted_type_or_channel() {
             .await;
         assert_eq!(status, 201);
     }
-    // Pushes go out in order through one queue: once "loud" arrived, the others would have.
+    // Pushes go out in order with one slot: once "loud" arrived, the others would have.
     let got = wait_until("the unmuted push arrives", || async {
         let got = receiver.received().await;
         got.iter()
@@ -255,12 +276,7 @@ async fn preferences_stop_pushes_for_a_muted_type_or_channel() {
 #[tokio::test]
 async fn a_digest_window_sends_one_push_for_a_burst() {
     let receiver = Receiver::start();
-    let (private, _) = belfry::push::generate_vapid_keys();
-    let app = spawn_app_with(|c| {
-        c.push.vapid_private_key = Some(SecretString::from(private));
-        c.push.digest_window_secs = 1;
-    })
-    .await;
+    let app = push_app_with(|c| c.push.digest_window_secs = 1).await;
     let (status, _) = app
         .post_as(
             "frank",

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import API_KEY, Server, running
 
 import belfry
-from support import API_KEY, Server, running
 
 
 @pytest.fixture(scope="session")

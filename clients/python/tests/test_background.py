@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import belfry
 from support import API_KEY, Proxy, Server, free_port, wait_until
+
+import belfry
 
 FAST = belfry.RetryPolicy(retries=2, backoff=0.01, max_backoff=0.02)
 

@@ -7,10 +7,11 @@ import inspect
 import re
 from pathlib import Path
 
+from support import REPO
+
 import belfry
 from belfry import routes
 from belfry.errors import error_from_response
-from support import REPO
 
 
 def server_error_codes() -> list[str]:

@@ -9,12 +9,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import Api
+from support import Server, running
+from wsclient import room_member
 
 import belfry
-from conftest import Api
-from support import running
-from support import Server
-from wsclient import room_member
 
 
 def test_notify_stores_every_field_and_returns_one_ref_per_recipient(
@@ -82,9 +81,7 @@ def test_room_message_reaches_a_member_of_the_room(api: Api, server: Server, use
     assert "from" not in message
 
 
-def test_preferences_round_trip_and_mute_what_they_say(
-    api: Api, server: Server, user: str
-) -> None:
+def test_preferences_round_trip_and_mute_what_they_say(api: Api, server: Server, user: str) -> None:
     assert api.get_preferences(user) == belfry.Preferences()
     until = datetime(2030, 1, 1, tzinfo=timezone.utc)
     wanted = belfry.Preferences(

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-import belfry
 from conftest import Api
 from support import API_KEY, DEADLINE, Proxy, Server, running
+
+import belfry
 
 FAST = belfry.RetryPolicy(retries=3, backoff=0.01, max_backoff=0.05)
 

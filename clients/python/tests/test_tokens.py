@@ -9,10 +9,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-import belfry
 from support import JWT_SECRET, Server, running
 from wsclient import room_member, sse_events
+
+import belfry
 
 
 def test_a_user_token_opens_sse_and_receives_a_notification(
@@ -109,10 +109,13 @@ def test_tokens_signed_with_a_private_key_are_accepted_by_a_server_holding_the_p
         assert jwt.get_unverified_header(token)["alg"] == kind
         with sse_events(server.url, token) as events:
             assert next(events)[1]["user_id"] == user
-        wrong = ec.generate_private_key(ec.SECP256R1()) if kind == "ES256" else rsa.generate_private_key(
-            public_exponent=65537, key_size=2048
+        wrong = (
+            ec.generate_private_key(ec.SECP256R1())
+            if kind == "ES256"
+            else rsa.generate_private_key(public_exponent=65537, key_size=2048)
         )
-        with pytest.raises(belfry.Unauthorized), sse_events(
-            server.url, belfry.user_token(user, private_key=wrong)
+        with (
+            pytest.raises(belfry.Unauthorized),
+            sse_events(server.url, belfry.user_token(user, private_key=wrong)),
         ):
             pass

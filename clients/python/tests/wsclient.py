@@ -8,9 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from websockets.sync.client import ClientConnection, connect
-
 from support import DEADLINE
+from websockets.sync.client import ClientConnection, connect
 
 
 class Member:
@@ -51,9 +50,10 @@ def room_member(
 @contextmanager
 def sse_events(base: str, token: str) -> Iterator[Iterator[tuple[str, dict[str, Any]]]]:
     """`(event, data)` pairs of `GET /v1/sse?token=…`; fails on a refused token."""
-    with httpx.Client(timeout=httpx.Timeout(DEADLINE)) as http, http.stream(
-        "GET", f"{base}/v1/sse", params={"token": token}
-    ) as response:
+    with (
+        httpx.Client(timeout=httpx.Timeout(DEADLINE)) as http,
+        http.stream("GET", f"{base}/v1/sse", params={"token": token}) as response,
+    ):
         if response.status_code != 200:
             response.read()
             from belfry.errors import error_from_response

@@ -4,6 +4,8 @@
 #
 # The virtualenv lives outside the repo, in ~/.cache/belfry/python-venv (BELFRY_PYTHON_VENV), and
 # is reinstalled only when clients/python/pyproject.toml changes. Extra arguments go to pytest.
+# pytest runs on SQLite, then again on PostgreSQL when BELFRY_TEST_DATABASE_URL names a server
+# (each test server gets a fresh database there, dropped afterwards; needs the `psql` client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -42,14 +44,22 @@ echo "python-tests: ruff"
 "$venv/bin/ruff" format --check src tests
 echo "python-tests: mypy --strict"
 "$venv/bin/mypy"
-echo "python-tests: pytest"
-status=0
-"$venv/bin/python" -m pytest -q "$@" || status=$?
-if [ "$status" -eq 5 ]; then
-  echo "python-tests: pytest collected no tests" >&2
-  exit 1
+run_pytest() {
+  local status=0
+  "$venv/bin/python" -m pytest -q "$@" || status=$?
+  if [ "$status" -eq 5 ]; then
+    echo "python-tests: pytest collected no tests" >&2
+    exit 1
+  fi
+  [ "$status" -eq 0 ] || exit "$status"
+}
+postgres=${BELFRY_TEST_DATABASE_URL:-}
+echo "python-tests: pytest on SQLite"
+BELFRY_TEST_DATABASE_URL='' run_pytest "$@"
+if [ -n "$postgres" ]; then
+  echo "python-tests: pytest on PostgreSQL ($postgres)"
+  BELFRY_TEST_DATABASE_URL=$postgres run_pytest "$@"
 fi
-[ "$status" -eq 0 ] || exit "$status"
 echo "python-tests: python -m build"
 dist=$(mktemp -d)
 trap 'rm -rf "$dist"' EXIT

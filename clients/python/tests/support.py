@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,30 @@ API_KEY = "bk_python_tests"
 JWT_SECRET = "python-tests-secret-of-at-least-32-bytes"
 
 T = TypeVar("T")
+
+#: When set (a PostgreSQL server URL), every test server gets a fresh database on it.
+TEST_DATABASE_URL = "BELFRY_TEST_DATABASE_URL"
+
+
+def postgres_server() -> str | None:
+    return os.environ.get(TEST_DATABASE_URL) or None
+
+
+def psql(sql: str, server: str | None = None) -> None:
+    """Runs SQL as the PostgreSQL server's admin (with the `psql` client)."""
+    url = server or postgres_server()
+    assert url, f"{TEST_DATABASE_URL} is not set"
+    subprocess.run(
+        ["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+def with_database(server: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
 
 
 def wait_until(
@@ -84,13 +109,21 @@ class Server:
         }
         for name, table in (extra or {}).items():
             tables.setdefault(name, {}).update(table)
+        self.database: str | None = None
+        pg = postgres_server()
+        if pg is not None:
+            self.database = f"belfry_py_{uuid.uuid4().hex[:16]}"
+            psql(f"CREATE DATABASE {self.database}")
+            database_url = with_database(pg, self.database)
+        else:
+            database_url = f"sqlite://{directory / 'belfry.db'}"
         self.config = directory / "belfry.toml"
         self.config.write_text(
             render_config(
                 tables,
                 {
                     "listen": f"127.0.0.1:{self.port}",
-                    "database_url": f"sqlite://{directory / 'belfry.db'}",
+                    "database_url": database_url,
                 },
             )
         )
@@ -131,6 +164,10 @@ class Server:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def drop_database(self) -> None:
+        if self.database is not None:
+            psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -159,6 +196,7 @@ def running(
         yield server
     finally:
         server.stop()
+        server.drop_database()
 
 
 class Proxy:

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 from conftest import Api
-from support import API_KEY, DEADLINE, Proxy, Server, running
+from support import (
+    API_KEY,
+    DEADLINE,
+    TEST_DATABASE_URL,
+    Proxy,
+    Server,
+    postgres_server,
+    psql,
+    running,
+)
 
 import belfry
 
@@ -113,3 +122,55 @@ def test_jittered_backoff_stays_under_its_ceiling_and_varies() -> None:
     assert all(0 <= d <= 1.0 for d in delays)
     assert len(set(delays)) > 100
     assert max(policy.jittered(0) for _ in range(50)) <= 0.1
+
+
+@pytest.mark.skipif(
+    not postgres_server(),
+    reason=f"needs PostgreSQL: set {TEST_DATABASE_URL} (python-tests.sh does)",
+)
+def test_with_the_database_down_calls_raise_unavailable_and_retries_ride_it_out(
+    api_mode: str, fresh_server: Server, user: str
+) -> None:
+    database = fresh_server.database
+    assert database is not None
+    Api(api_mode, fresh_server.url, API_KEY).notify([user], "before")
+
+    def allow(allowed: bool) -> None:
+        psql(f"ALTER DATABASE {database} WITH ALLOW_CONNECTIONS {str(allowed).lower()}")
+        if not allowed:
+            psql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{database}'"
+            )
+
+    allow(False)
+    try:
+        with pytest.raises(belfry.Unavailable) as raised:
+            Api(api_mode, fresh_server.url, API_KEY, retries=0).notify([user], "refused")
+        assert raised.value.status == 503
+
+        first_retry = threading.Event()
+
+        class Watch(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if "HTTP 503" in record.getMessage():
+                    first_retry.set()
+
+        watch = Watch()
+        logging.getLogger("belfry").addHandler(watch)
+        outcome: list[object] = []
+        policy = belfry.RetryPolicy(retries=20, backoff=0.05, max_backoff=0.2)
+        api = Api(api_mode, fresh_server.url, API_KEY, retries=policy)
+        caller = threading.Thread(target=lambda: outcome.append(api.notify([user], "after")))
+        caller.start()
+        try:
+            assert first_retry.wait(DEADLINE), "the client never retried the 503"
+        finally:
+            allow(True)
+            logging.getLogger("belfry").removeHandler(watch)
+        caller.join(DEADLINE)
+    finally:
+        allow(True)
+    [result] = outcome
+    assert isinstance(result, belfry.NotifyResult)
+    assert [n["type"] for n in fresh_server.inbox(user)] == ["after", "before"]

@@ -137,7 +137,7 @@ def like(post_id: int, user: Me, db: Db, belfry: BelfryBackground) -> dict[str, 
         db.rollback()
         raise HTTPException(409, "already liked") from None
     if post.author_id != user.id:
-        belfry.notify([str(post.author_id)], "post.liked", {"post_id": post.id, "title": post.title}, actor=user.name, group_key=f"post:{post.id}:likes")  # belfry
+        belfry.notify([str(post.author_id)], "post.liked", {"post_id": post.id, "title": f"Likes on {post.title}"}, actor=user.name, group_key=f"post:{post.id}:likes")  # belfry
     return {"likes": len(post_or_404(db, post_id).likes)}
 
 
@@ -151,7 +151,7 @@ def comment(post_id: int, form: NewComment, user: Me, db: Db, belfry: BelfryBack
     db.commit()
     shown = show_comment(saved)
     if post.author_id != user.id:
-        belfry.notify([str(post.author_id)], "comment.created", {"post_id": post.id, "title": post.title, "message": f"{user.name}: {saved.body[:80]}"}, actor=user.name, group_key=f"post:{post.id}:comments")  # belfry
+        belfry.notify([str(post.author_id)], "comment.created", {"post_id": post.id, "title": f"{user.name}: {saved.body[:80]}"}, actor=user.name, group_key=f"post:{post.id}:comments")  # belfry
     belfry.room_message(f"post:{post.id}", shown)  # belfry
     return shown
 

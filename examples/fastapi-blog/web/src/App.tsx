@@ -67,7 +67,7 @@ function PostCard({ post }: { post: api.PostView }) {
   const [likes, setLikes] = useState(post.likes);
   const [draft, setDraft] = useState("");
   const add = useCallback((c: api.CommentView) => setComments((cs) => (cs.some((x) => x.id === c.id) ? cs : [...cs, c])), []);
-  useRoom<api.CommentView>(`post:${post.id}`, { onMessage: (m) => add(m.data) }); // belfry
+  const thread = useRoom<api.CommentView>(`post:${post.id}`, { onMessage: (m) => add(m.data) }); // belfry
   const submit = (e: FormEvent) => {
     e.preventDefault();
     if (draft.trim()) void api.comment(post.id, draft).then(add).then(() => setDraft(""));
@@ -80,6 +80,7 @@ function PostCard({ post }: { post: api.PostView }) {
       <button data-testid={`like-${post.id}`} onClick={() => void api.like(post.id).then((r) => setLikes(r.likes), () => undefined)}>
         ♥ {likes}
       </button>
+      <small data-testid={`thread-${post.id}`} className="thread">{thread.status === "joined" ? "live" : thread.status}</small>
       <ul data-testid={`comments-${post.id}`}>
         {comments.map((c) => <li key={c.id}><b>{c.author}</b> {c.body}</li>)}
       </ul>

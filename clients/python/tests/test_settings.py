@@ -1,10 +1,13 @@
-"""Configuration from the environment, with the server's own variable as the secret's fallback."""
+"""Configuration and argument checks: the environment, bad arguments refused before sending, and
+an httpx client of the caller's own."""
 
 from __future__ import annotations
 
 import pytest
+from support import API_KEY, Server
 
 import belfry
+import belfry.routes
 
 
 def test_settings_read_belfry_variables_with_defaults() -> None:
@@ -25,3 +28,27 @@ def test_missing_credentials_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
         belfry.user_token("42")
     with pytest.raises(ValueError, match="API key"):
         belfry.Belfry("http://127.0.0.1:1", "")
+
+
+def test_one_string_as_recipients_is_refused_before_sending() -> None:
+    with pytest.raises(TypeError, match="recipients"):
+        belfry.routes.notify("42", "t")  # a str is a Sequence[str]: only a runtime check catches it
+
+
+def test_a_naive_datetime_is_refused_before_sending() -> None:
+    from datetime import datetime
+
+    with pytest.raises(ValueError, match="timezone"):
+        belfry.routes.notify(["42"], "t", expires_at=datetime(2030, 1, 1))
+
+
+def test_an_own_httpx_client_is_used_with_the_api_key(server: Server, user: str) -> None:
+    import httpx
+
+    seen: list[httpx.Request] = []
+    http = httpx.Client(event_hooks={"request": [seen.append]})
+    with belfry.Belfry(server.url + "/", API_KEY, http=http) as client:
+        assert client.get_preferences(f"{user}:a/b") == belfry.Preferences()
+    assert seen[0].url.raw_path.decode().endswith(f"/v1/users/{user}%3Aa%2Fb/preferences")
+    assert seen[0].headers["authorization"] == f"Bearer {API_KEY}"
+    assert http.is_closed

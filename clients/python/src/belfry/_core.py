@@ -8,6 +8,7 @@ that was raised). `Belfry` drives it with `httpx.Client` and `time.sleep`, `Asyn
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable, Generator, Mapping
@@ -94,8 +95,6 @@ class Reply:
     body: bytes
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body) if self.body else None
 
 

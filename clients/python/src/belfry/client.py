@@ -72,7 +72,8 @@ class Belfry:
     """The blocking client, for Django, Flask, scripts and workers.
 
     `retries` is how many times a failed call is tried again (or a `RetryPolicy`); `timeout` is
-    per attempt, in seconds. Use it as a context manager or call `close()`. Thread-safe.
+    per attempt, in seconds. `http` is your own `httpx.Client` (proxies, TLS, transports); the
+    client then closes it too. Use it as a context manager or call `close()`. Thread-safe.
     """
 
     def __init__(
@@ -86,9 +87,8 @@ class Belfry:
     ) -> None:
         self.url = url.rstrip("/")
         self.policy = _policy(retries)
-        self._http = http or httpx.Client(
-            base_url=self.url, headers=_headers(api_key), timeout=timeout
-        )
+        self._headers = _headers(api_key)
+        self._http = http or httpx.Client(timeout=timeout)
 
     @classmethod
     def from_env(cls, **options: Any) -> Belfry:
@@ -105,7 +105,12 @@ class Belfry:
                 if isinstance(step, Send):
                     try:
                         outcome: Reply | httpx.TransportError = _reply(
-                            self._http.request(step.method, step.path, json=step.json)
+                            self._http.request(
+                                step.method,
+                                self.url + step.path,
+                                json=step.json,
+                                headers=self._headers,
+                            )
                         )
                     except httpx.TransportError as e:
                         outcome = e
@@ -153,9 +158,8 @@ class AsyncBelfry:
     ) -> None:
         self.url = url.rstrip("/")
         self.policy = _policy(retries)
-        self._http = http or httpx.AsyncClient(
-            base_url=self.url, headers=_headers(api_key), timeout=timeout
-        )
+        self._headers = _headers(api_key)
+        self._http = http or httpx.AsyncClient(timeout=timeout)
 
     @classmethod
     def from_env(cls, **options: Any) -> AsyncBelfry:
@@ -172,7 +176,12 @@ class AsyncBelfry:
                 if isinstance(step, Send):
                     try:
                         outcome: Reply | httpx.TransportError = _reply(
-                            await self._http.request(step.method, step.path, json=step.json)
+                            await self._http.request(
+                                step.method,
+                                self.url + step.path,
+                                json=step.json,
+                                headers=self._headers,
+                            )
                         )
                     except httpx.TransportError as e:
                         outcome = e

@@ -1,6 +1,7 @@
 // The FastAPI blog example (examples/fastapi-blog) in real browsers, started by its own one
 // command (run.sh: Belfry and the FastAPI app): a comment posted through FastAPI lights the
-// author's bell and appears live in the thread another user is reading; likes are grouped.
+// author's bell and appears live in the thread another user is reading; likes are grouped, and a
+// muted type is not delivered.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -66,7 +67,7 @@ async function signIn(name) {
 const badge = (page) =>
   page.evaluate(() => document.querySelector('[data-testid="belfry-badge"]')?.textContent?.trim() ?? "");
 
-test("a comment posted through FastAPI lights the author's bell and joins the live thread", async () => {
+test("a comment posted through FastAPI lights the author's bell and joins the live thread; likes group; mute holds", async () => {
   const alice = await signIn("alice");
   const bob = await signIn("bob");
   const carol = await signIn("carol");
@@ -97,4 +98,20 @@ test("a comment posted through FastAPI lights the author's bell and joins the li
     return items.length === 2 && /carol/i.test(items[0]) && /bob/i.test(items[0]);
   });
   assert.equal(await badge(alice), "2", "a grouped like does not add to the count");
+  await alice.keyboard.press("Escape");
+
+  // Mute likes (a Belfry preference): Carol's like is stored muted, Bob's later comment is not.
+  await alice.getByTestId("mute-likes").check();
+  await waitFor("the mute to be saved", async () =>
+    (await alice.getByTestId("mute-likes").isChecked()) &&
+    (await alice.getByTestId("mute-likes-label").getAttribute("data-saving")) === "false",
+  );
+  await carol.getByTestId("like-3").click();
+  await bob.getByTestId("comment-input-3").fill("Shh.");
+  await bob.getByTestId("comment-submit-3").click();
+  await waitFor("alice's badge to count bob's comment", async () => (await badge(alice)) === "3");
+  await alice.getByTestId("belfry-bell").click();
+  const items = await alice.getByTestId("belfry-item").allTextContents();
+  assert.ok(items.some((t) => /bob: Shh\./.test(t)), items.join(" | "));
+  assert.ok(!items.some((t) => /Likes on Quiet please/.test(t)), "the muted like was not delivered");
 });

@@ -40,6 +40,7 @@ def seed() -> None:
             [
                 Post(author=users["alice"], title="Hello, Belfry", body="Like or comment: my bell rings."),
                 Post(author=users["bob"], title="Live comments", body="This thread updates as you type."),
+                Post(author=users["alice"], title="Quiet please", body="Mute likes above, then like this one."),
             ]
         )
 

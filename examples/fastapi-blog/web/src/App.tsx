@@ -45,10 +45,10 @@ function Login({ onSignedIn }: { onSignedIn: (user: api.Me) => void }) {
 }
 
 function MuteLikes() {
-  const { isMuted, update, loaded } = usePreferences(); // belfry
+  const { isMuted, update, loaded, saving } = usePreferences(); // belfry
   const muted = isMuted("post.liked");
   return (
-    <label>
+    <label data-testid="mute-likes-label" data-saving={saving}>
       <input type="checkbox" disabled={!loaded} checked={muted} data-testid="mute-likes"
         onChange={() => void update({ types: { "post.liked": { in_app: muted ? null : false } } })} />
       Mute likes

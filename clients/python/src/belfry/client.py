@@ -72,8 +72,8 @@ class Belfry:
     """The blocking client, for Django, Flask, scripts and workers.
 
     `retries` is how many times a failed call is tried again (or a `RetryPolicy`); `timeout` is
-    per attempt, in seconds. `http` is your own `httpx.Client` (proxies, TLS, transports); the
-    client then closes it too. Use it as a context manager or call `close()`. Thread-safe.
+    per attempt, in seconds. `http` is your own `httpx.Client` (proxies, TLS, transports; its own
+    timeout then applies); the client closes it too. Use it as a context manager or call `close()`. Thread-safe.
     """
 
     def __init__(

@@ -52,3 +52,14 @@ def test_an_own_httpx_client_is_used_with_the_api_key(server: Server, user: str)
     assert seen[0].url.raw_path.decode().endswith(f"/v1/users/{user}%3Aa%2Fb/preferences")
     assert seen[0].headers["authorization"] == f"Bearer {API_KEY}"
     assert http.is_closed
+
+
+def test_server_times_parse_with_any_number_of_fractional_digits() -> None:
+    from datetime import datetime, timezone
+
+    from belfry.models import _parse_time
+
+    expected = datetime(2026, 12, 4, 20, 57, 20, 700000, tzinfo=timezone.utc)
+    assert _parse_time("2026-12-04T20:57:20.7Z") == expected
+    assert _parse_time("2026-12-04T20:57:20.700000001Z") == expected
+    assert _parse_time("2030-01-01T00:00:00Z") == datetime(2030, 1, 1, tzinfo=timezone.utc)

@@ -73,7 +73,8 @@ class Belfry:
 
     `retries` is how many times a failed call is tried again (or a `RetryPolicy`); `timeout` is
     per attempt, in seconds. `http` is your own `httpx.Client` (proxies, TLS, transports; its own
-    timeout then applies); the client closes it too. Use it as a context manager or call `close()`. Thread-safe.
+    timeout then applies); the client closes it too. Use it as a context manager or call
+    `close()`. Thread-safe.
     """
 
     def __init__(

@@ -7,6 +7,7 @@ server takes; `None` fields are left out, as the server's defaults apply).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,10 +20,17 @@ def _rfc3339(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
 def _parse_time(text: str | None) -> datetime | None:
+    """RFC 3339 as the server writes it (`Z`, 0-9 fractional digits); Python 3.10's
+    `fromisoformat` takes only 3 or 6 digits, so the fraction is normalised to 6 first."""
     if text is None:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    text = text.replace("Z", "+00:00").replace("z", "+00:00")
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+    return datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True)

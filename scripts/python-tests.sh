@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The Python package's checks (clients/python): ruff, mypy --strict, pytest against a real
+# `belfry serve` (target/debug/belfry, built here), and an sdist + wheel built with `python -m build`.
+#
+# The virtualenv lives outside the repo, in ~/.cache/belfry/python-venv (BELFRY_PYTHON_VENV), and
+# is reinstalled only when clients/python/pyproject.toml changes. Extra arguments go to pytest.
+# pytest runs on SQLite, then again on PostgreSQL when BELFRY_TEST_DATABASE_URL names a server
+# (each test server gets a fresh database there, dropped afterwards; needs the `psql` client).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+package="$repo/clients/python"
+venv=${BELFRY_PYTHON_VENV:-$HOME/.cache/belfry/python-venv}
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.13 python3.12 python3.11 python3.10 python3; do
+    if command -v "$candidate" >/dev/null &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+      python=$candidate
+      break
+    fi
+  done
+fi
+[ -n "$python" ] || { echo "python-tests: needs Python >= 3.10" >&2; exit 1; }
+
+stamp="$venv/.belfry-pyproject.sha256"
+want=$(sha256sum "$package/pyproject.toml" | cut -d' ' -f1)
+if ! [ -x "$venv/bin/python" ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "python-tests: installing the package and its test dependencies into $venv"
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" ||
+    { echo "python-tests: cannot create a venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$package[test]"
+  echo "$want" >"$stamp"
+fi
+
+cargo build --locked --bin belfry
+export BELFRY_BIN="$repo/target/debug/belfry"
+
+cd "$package"
+echo "python-tests: ruff"
+"$venv/bin/ruff" check src tests
+"$venv/bin/ruff" format --check src tests
+echo "python-tests: mypy --strict"
+"$venv/bin/mypy"
+run_pytest() {
+  local status=0
+  "$venv/bin/python" -m pytest -q "$@" || status=$?
+  if [ "$status" -eq 5 ]; then
+    echo "python-tests: pytest collected no tests" >&2
+    exit 1
+  fi
+  [ "$status" -eq 0 ] || exit "$status"
+}
+postgres=${BELFRY_TEST_DATABASE_URL:-}
+echo "python-tests: pytest on SQLite"
+BELFRY_TEST_DATABASE_URL='' run_pytest "$@"
+if [ -n "$postgres" ]; then
+  echo "python-tests: pytest on PostgreSQL ($postgres)"
+  BELFRY_TEST_DATABASE_URL=$postgres run_pytest "$@"
+fi
+echo "python-tests: python -m build"
+dist=$(mktemp -d)
+trap 'rm -rf "$dist"' EXIT
+"$venv/bin/python" -m build --sdist --wheel --outdir "$dist" . >"$dist/build.log" 2>&1 ||
+  { cat "$dist/build.log" >&2; exit 1; }
+ls "$dist"/belfry-*.tar.gz "$dist"/belfry-*-py3-none-any.whl

@@ -58,6 +58,10 @@ target/debug/belfry-bench --server-bin target/debug/belfry --no-progress smoke
 step "hardening suites, quick (cargo deny, fuzz, Autobahn, schemathesis, soak)"
 scripts/hardening.sh --quick
 
+step "Python package (ruff, mypy, pytest on SQLite and PostgreSQL, build)"
+BELFRY_TEST_DATABASE_URL=${BELFRY_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+  scripts/python-tests.sh
+
 if [ -f e2e/package.json ]; then
   step "browser end-to-end tests"
   cargo build --locked --bin belfry

@@ -69,8 +69,8 @@ stop() {
 trap stop EXIT
 trap 'exit 0' INT TERM
 
-# The server reads every BELFRY_* variable as configuration (and refuses unknown ones such as
-# BELFRY_URL), so it starts with a clean environment and its settings from the file.
+# The server ignores the client's BELFRY_URL / BELFRY_API_KEY / BELFRY_JWT_SECRET, but reads every
+# other BELFRY_* variable as a setting: it starts with a clean environment and the file's settings.
 env -i PATH="$PATH" HOME="$HOME" "$bin" --config "$data/belfry.toml" serve &
 pids+=($!)
 for _ in $(seq 200); do

@@ -632,6 +632,17 @@ struct DevSecrets {
     jwt_secret: String,
 }
 
+/// `BELFRY_*` variables that are not server settings: the file flag, the tests' database, and
+/// the variables the backend client packages read (`clients/python`).
+const CLIENT_VARIABLES: &[&str] = &[
+    "CONFIG",
+    "TEST_DATABASE_URL",
+    "URL",
+    "API_KEY",
+    "JWT_SECRET",
+    "TIMEOUT",
+];
+
 impl Config {
     /// Loads defaults < `file` (when given) < `BELFRY_*` environment < `overrides`.
     ///
@@ -642,10 +653,12 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment
-            // BELFRY_CONFIG names the file (a CLI flag); BELFRY_TEST_DATABASE_URL is for tests.
+            // BELFRY_CONFIG names the file (a CLI flag); BELFRY_TEST_DATABASE_URL is for tests;
+            // the backend clients' own variables (the Python package's) are theirs, so one
+            // environment can serve an app and the server it calls.
             .merge(
                 Env::prefixed("BELFRY_")
-                    .ignore(&["CONFIG", "TEST_DATABASE_URL"])
+                    .ignore(CLIENT_VARIABLES)
                     .split("__"),
             )
             .merge(overrides);

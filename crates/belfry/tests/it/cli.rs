@@ -99,6 +99,10 @@ fn print_config_shows_effective_values_without_secrets() {
     let output = belfry()
         .args(["--config", config.to_str().unwrap(), "print-config"])
         .env("BELFRY_WS__OUTBOX_FRAMES", "77")
+        // The backend client's variables, set in the same environment, are not settings.
+        .env("BELFRY_URL", "http://127.0.0.1:9999")
+        .env("BELFRY_API_KEY", "client-side")
+        .env("BELFRY_JWT_SECRET", "client-side-secret")
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");

@@ -12,9 +12,11 @@ use belfry::config::{BrokerKind, Config};
 use belfry::protocol::ServerFrame;
 use serde_json::{Value, json};
 
-use crate::support::brokers::{OwnNats, OwnRedis, free_port};
+use crate::support::brokers::{Link, OwnNats, OwnRedis, free_port};
 use crate::support::tab::{Tab, Transport, converge, preferences_muting};
-use crate::support::{DEADLINE, TestApp, WsClient, metric, spawn_app, start, test_config};
+use crate::support::{
+    DEADLINE, TestApp, WsClient, metric, spawn_app, start, test_config, wait_until,
+};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 const NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -158,42 +160,130 @@ async fn tabs(nodes: &[TestApp]) -> Vec<Tab> {
     ]
 }
 
-/// A round of changes from every node: plain and grouped notifications, a read, a preferences
-/// change. Returns the ids of plain notifications made.
-async fn changes(nodes: &[TestApp], round: usize) -> Vec<String> {
+/// Before the fault: a round of changes from every node (plain and grouped notifications,
+/// reads, preferences), which every tab must show. Returns each user's plain notification ids.
+async fn baseline(nodes: &[TestApp], tabs: &mut [Tab]) -> Vec<(String, String)> {
     let mut plain = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         for user in ["alice", "bob"] {
             let n = notify(node, user, "comment.created", None).await;
-            plain.push(n["id"].as_str().unwrap().to_owned());
-            let actor = format!("actor{round}{i}");
-            notify(node, user, "post.liked", Some(("post:7", &actor))).await;
+            plain.push((user.to_owned(), n["id"].as_str().unwrap().to_owned()));
+            notify(
+                node,
+                user,
+                "post.liked",
+                Some(("post:7", &format!("actor{i}"))),
+            )
+            .await;
         }
     }
-    mark_read(
-        &nodes[round % nodes.len()],
-        "alice",
-        &plain[round % plain.len()],
-    )
-    .await;
-    mark_read(
-        &nodes[(round + 1) % nodes.len()],
-        "bob",
-        &plain[(round + 1) % plain.len()],
-    )
-    .await;
-    set_preferences(
-        &nodes[(round + 2) % nodes.len()],
-        "alice",
-        preferences_muting(&format!("never.sent.{round}")),
-    )
-    .await;
+    mark_read(&nodes[1], "alice", &plain[0].1).await;
+    mark_read(&nodes[2], "bob", &plain[1].1).await;
+    set_preferences(&nodes[0], "alice", preferences_muting("never.sent.0")).await;
+    converge(tabs, DEADLINE).await;
     plain
 }
 
-/// Tabs see every change while nothing is wrong (the baseline every fault test starts from).
-async fn settle(tabs: &mut [Tab]) {
-    converge(tabs, DEADLINE).await;
+/// While the fault lasts: changes of every kind, all from node A, where no tab is — so no tab
+/// hears of any of them from its own node — and nothing after them. Whatever a tab misses can
+/// only come back through the repair mechanisms, never through a later event.
+async fn during_the_fault(a: &TestApp, plain: &[(String, String)]) {
+    for user in ["alice", "bob"] {
+        notify(a, user, "comment.created", None).await;
+        notify(a, user, "post.liked", Some(("post:9", "dave"))).await;
+        notify(a, user, "post.liked", Some(("post:9", "erin"))).await;
+        notify(a, user, "post.liked", Some(("post:7", "frank"))).await;
+    }
+    for (user, id) in &plain[2..4] {
+        mark_read(a, user, id).await;
+    }
+    set_preferences(a, "alice", preferences_muting("never.sent.1")).await;
+    set_preferences(a, "bob", preferences_muting("never.sent.2")).await;
+}
+
+/// Three nodes on one broker; node A's link to it goes through `Link`.
+async fn cluster_with_link(
+    kind: BrokerKind,
+    broker_port: u16,
+    tweak: fn(&mut Config),
+) -> (Vec<TestApp>, Link) {
+    let scheme = if kind == BrokerKind::Redis {
+        "redis"
+    } else {
+        "nats"
+    };
+    let link = Link::to(broker_port).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.broker.kind = kind;
+    config.broker.prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    tweak(&mut config);
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let mut config = config.clone();
+        config.broker.url = Some(if i == 0 {
+            link.url(scheme)
+        } else {
+            format!("{scheme}://127.0.0.1:{broker_port}")
+        });
+        nodes.push(start(config, Arc::clone(&dir)).await);
+    }
+    (nodes, link)
+}
+
+/// Node A's publishes time out or vanish while its link is stalled (the others' links are
+/// fine, so no subscriber reconnects): A must tell the other nodes to resync once it can.
+#[tokio::test]
+async fn a_publishing_node_whose_redis_link_stalls_loses_nothing_for_tabs_on_other_nodes() {
+    let redis = OwnRedis::start(free_port()).await;
+    let (nodes, link) = cluster_with_link(BrokerKind::Redis, redis.port, no_position_check).await;
+    let mut tabs = tabs(&nodes).await;
+    let plain = baseline(&nodes, &mut tabs).await;
+
+    link.stall();
+    during_the_fault(&nodes[0], &plain).await;
+    // Hold the stall until A has given up on every one of those messages (12: eight
+    // notifications, two reads, two preferences), so they are lost, not merely late.
+    wait_until("node A dropped what it could not publish", || async {
+        let metrics = nodes[0].metrics().await;
+        (metric(&metrics, "belfry_broker_dropped_total") >= 12.0).then_some(())
+    })
+    .await;
+    link.restore();
+    converge(&mut tabs, CONVERGE).await;
+    let metrics = nodes[0].metrics().await;
+    assert!(
+        metric(&metrics, "belfry_broker_repairs_total") >= 2.0,
+        "{metrics}"
+    );
+}
+
+/// The same over NATS, where a stalled link loses publishes without any error (the client
+/// wrote them): only the position check can find them.
+#[tokio::test]
+async fn a_publishing_node_whose_nats_link_stalls_loses_nothing_for_tabs_on_other_nodes() {
+    let nats = OwnNats::start(free_port()).await;
+    let (nodes, link) = cluster_with_link(BrokerKind::Nats, nats.port, |c| {
+        c.broker.position_check_ms = 500;
+    })
+    .await;
+    let mut tabs = tabs(&nodes).await;
+    let plain = baseline(&nodes, &mut tabs).await;
+
+    link.stall();
+    during_the_fault(&nodes[0], &plain).await;
+    link.restore();
+    converge(&mut tabs, CONVERGE).await;
+    // What A wrote into the stalled link was lost without an error: the position check on the
+    // tabs' nodes brought it.
+    let mut resyncs = 0.0;
+    for node in &nodes[1..] {
+        resyncs += metric(&node.metrics().await, "belfry_position_resyncs_total");
+    }
+    assert!(
+        resyncs >= 1.0,
+        "no position-check resync: was anything lost?"
+    );
 }
 
 #[tokio::test]
@@ -201,15 +291,12 @@ async fn a_redis_pause_mid_stream_loses_nothing_for_tabs_on_other_nodes() {
     let redis = OwnRedis::start(free_port()).await;
     let nodes = cluster(BrokerKind::Redis, &redis.url(), 3, no_position_check).await;
     let mut tabs = tabs(&nodes).await;
-    changes(&nodes, 0).await;
-    settle(&mut tabs).await;
+    let plain = baseline(&nodes, &mut tabs).await;
 
-    // Publishes time out while Redis is paused (its clients' commands wait); every change is
-    // acknowledged all the same.
+    // Every client's commands wait (publishes time out after 500 ms); changes are still
+    // acknowledged.
     redis.pause(2_000).await;
-    changes(&nodes, 1).await;
-    changes(&nodes, 2).await;
-    // Nothing happens after this: the tabs must converge on their own.
+    during_the_fault(&nodes[0], &plain).await;
     converge(&mut tabs, CONVERGE).await;
 }
 
@@ -219,13 +306,11 @@ async fn a_redis_restart_mid_stream_loses_nothing_for_tabs_on_other_nodes() {
     let mut redis = OwnRedis::start(port).await;
     let nodes = cluster(BrokerKind::Redis, &redis.url(), 3, no_position_check).await;
     let mut tabs = tabs(&nodes).await;
-    changes(&nodes, 0).await;
-    settle(&mut tabs).await;
+    let plain = baseline(&nodes, &mut tabs).await;
 
     redis.kill();
-    changes(&nodes, 1).await;
+    during_the_fault(&nodes[0], &plain).await;
     let _redis = OwnRedis::start(port).await;
-    changes(&nodes, 2).await;
     converge(&mut tabs, CONVERGE).await;
 }
 
@@ -234,12 +319,10 @@ async fn a_nats_pause_mid_stream_loses_nothing_for_tabs_on_other_nodes() {
     let nats = OwnNats::start(free_port()).await;
     let nodes = cluster(BrokerKind::Nats, &nats.url(), 3, no_position_check).await;
     let mut tabs = tabs(&nodes).await;
-    changes(&nodes, 0).await;
-    settle(&mut tabs).await;
+    let plain = baseline(&nodes, &mut tabs).await;
 
     nats.pause();
-    changes(&nodes, 1).await;
-    changes(&nodes, 2).await;
+    during_the_fault(&nodes[0], &plain).await;
     nats.resume();
     converge(&mut tabs, CONVERGE).await;
 }
@@ -250,13 +333,11 @@ async fn a_nats_restart_mid_stream_loses_nothing_for_tabs_on_other_nodes() {
     let mut nats = OwnNats::start(port).await;
     let nodes = cluster(BrokerKind::Nats, &nats.url(), 3, no_position_check).await;
     let mut tabs = tabs(&nodes).await;
-    changes(&nodes, 0).await;
-    settle(&mut tabs).await;
+    let plain = baseline(&nodes, &mut tabs).await;
 
     nats.kill();
-    changes(&nodes, 1).await;
+    during_the_fault(&nodes[0], &plain).await;
     let _nats = OwnNats::start(port).await;
-    changes(&nodes, 2).await;
     converge(&mut tabs, CONVERGE).await;
 }
 

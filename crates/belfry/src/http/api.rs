@@ -22,6 +22,7 @@ use crate::store::Inserted;
 pub struct BatchRequest {
     /// The notifications.
     #[schema(min_items = 1, max_items = 1000)]
+    #[serde(deserialize_with = "crate::json::objects")]
     notifications: Vec<NotifyRequest>,
 }
 

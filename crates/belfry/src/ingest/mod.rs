@@ -62,7 +62,7 @@ impl Pipeline {
     /// `Err` means the store is unavailable: do not acknowledge, try again later.
     pub async fn handle(&self, payload: &[u8], position: &str) -> Result<Handled, StoreError> {
         let request: NotifyRequest = match serde_json::from_slice(payload) {
-            Ok(request) => request,
+            Ok(crate::json::Object(request)) => request,
             Err(e) => return Ok(self.poison(format!("not a notify request: {e}"))),
         };
         let mut fields = BTreeMap::new();

@@ -252,3 +252,67 @@ async fn a_plain_get_of_the_websocket_endpoint_gets_a_json_400() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn json_arrays_are_refused_where_an_object_is_expected() {
+    let app = spawn_app().await;
+    let backend = [
+        ("/v1/notifications", json!([["u1"], "t"])),
+        ("/v1/notifications/batch", json!([[[["u1"], "t"]]])),
+        (
+            "/v1/notifications/batch",
+            json!({"notifications": [[["u1"], "t"]]}),
+        ),
+    ];
+    for (path, body) in backend {
+        let (status, answer) = app.backend_post(path, &body).await;
+        assert_eq!(status, 400, "{path} {body} → {answer}");
+        assert_eq!(error_code(&answer), "bad_request", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expected a JSON object"),
+            "{answer}"
+        );
+    }
+    let (_, count) = app.get_as("u1", "/v1/me/unread-count").await;
+    assert_eq!(count["unread_count"], 0, "nothing was stored");
+
+    let (status, _) = app
+        .user_request(
+            reqwest::Method::PUT,
+            "u1",
+            "/v1/me/preferences",
+            Some(json!({"muted": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for body in [
+        json!([]),
+        json!([false]),
+        json!({"channels": [false, false]}),
+        json!({"types": {"t": [false, false]}}),
+    ] {
+        let (status, answer) = app
+            .user_request(
+                reqwest::Method::PUT,
+                "u1",
+                "/v1/me/preferences",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert_eq!(error_code(&answer), "bad_request", "{answer}");
+    }
+    let (_, preferences) = app.get_as("u1", "/v1/me/preferences").await;
+    assert_eq!(
+        preferences["muted"], true,
+        "the user is still muted: {preferences}"
+    );
+
+    let (status, answer) = app
+        .post_as("u1", "/v1/me/notifications/read", json!([[]]))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+}

@@ -28,6 +28,7 @@ export const ErrorCode = {
   Forbidden: "forbidden",
   NotFound: "not_found",
   Conflict: "conflict",
+  MethodNotAllowed: "method_not_allowed",
   PayloadTooLarge: "payload_too_large",
   RateLimited: "rate_limited",
   LimitExceeded: "limit_exceeded",

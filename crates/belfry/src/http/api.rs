@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Backend};
+use super::extract::{ApiJson, ApiPath, Backend};
 use crate::app::AppState;
 use crate::intake::{NotifyRequest, validate};
 use crate::model::NotificationRef;
@@ -186,7 +186,7 @@ pub struct RoomMessageRequest {
 pub async fn room_message(
     State(state): State<AppState>,
     _backend: Backend,
-    axum::extract::Path(room): axum::extract::Path<String>,
+    ApiPath(room): ApiPath<String>,
     ApiJson(request): ApiJson<RoomMessageRequest>,
 ) -> Result<StatusCode, ApiError> {
     let room = crate::model::RoomName::parse(room)

@@ -30,6 +30,11 @@ where
     }
 }
 
+/// `axum::extract::Path` whose rejection is an [`ApiError`] body (a segment that is not UTF-8).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
 /// `axum::extract::Query` whose rejection is an [`ApiError`] body.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, CurrentUser};
+use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser};
 use crate::app::AppState;
 use crate::model::{Notification, NotificationId, Seq, StateChange};
 use crate::notifier::StateOutcome;
@@ -268,7 +268,7 @@ pub async fn read_all(
 pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = NotificationId::parse(&id).map_err(|_| ApiError::not_found())?;
     let outcome = state

@@ -69,6 +69,13 @@ pub fn router(state: AppState) -> Router {
     if state.config.ws.echo_endpoint {
         router = router.route("/v1/ws/echo", get(conformance::echo));
     }
+    // Last: it applies to the routes registered before it.
+    router = router.method_not_allowed_fallback(|| async {
+        ApiError::new(
+            crate::protocol::ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        )
+    });
     router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(

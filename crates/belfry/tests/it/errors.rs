@@ -316,3 +316,63 @@ async fn json_arrays_are_refused_where_an_object_is_expected() {
         .await;
     assert_eq!(status, 400, "{answer}");
 }
+
+/// Asserts `response` carries the JSON error body with `code`; returns the body.
+async fn json_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let what = format!("{} {}", response.status(), response.url());
+    assert_eq!(response.status(), status, "{what}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{what}: {content_type}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), code, "{what}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn a_wrong_method_and_a_path_segment_that_is_not_utf8_get_the_json_error_body() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/v1/notifications", "POST"),
+        (reqwest::Method::GET, "/v1/notifications/batch", "POST"),
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::PATCH, "/v1/me/preferences", "GET"),
+    ] {
+        let response = app
+            .client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        let allowed = response.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(allowed.contains(allow), "{path}: Allow: {allowed}");
+        json_error(response, 405, "method_not_allowed").await;
+    }
+
+    let token = app.token("alice");
+    for (method, path, key) in [
+        (
+            reqwest::Method::DELETE,
+            "/v1/me/notifications/%FF%FE",
+            token.as_str(),
+        ),
+        (reqwest::Method::GET, "/v1/users/%FF/preferences", API_KEY),
+        (reqwest::Method::POST, "/v1/rooms/%C3%28/messages", API_KEY),
+    ] {
+        let response = app
+            .client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(key)
+            .json(&json!({"data": {}}))
+            .send()
+            .await
+            .unwrap();
+        json_error(response, 400, "bad_request").await;
+    }
+}

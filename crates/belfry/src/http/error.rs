@@ -15,6 +15,9 @@ use crate::store::StoreError;
 use crate::transport::OpenError;
 use crate::transport::poll::PollError;
 
+/// Most entries of `fields` in one error body; the message gives the full count.
+pub(crate) const MAX_LISTED_FIELDS: usize = 20;
+
 /// Marks a response refused because the store was unavailable (counted in metrics).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Unavailable;
@@ -57,16 +60,21 @@ impl ApiError {
         }
     }
 
-    /// A 422 naming the fields at fault.
+    /// A 422 naming the fields at fault: the first [`MAX_LISTED_FIELDS`] of them (in key order),
+    /// so the answer stays small however many a request got wrong.
     pub fn validation(fields: BTreeMap<String, String>) -> Self {
         let message = match fields.iter().next() {
             Some((field, problem)) if fields.len() == 1 => format!("{field}: {problem}"),
+            _ if fields.len() > MAX_LISTED_FIELDS => format!(
+                "{} fields are invalid; the first {MAX_LISTED_FIELDS} are listed",
+                fields.len()
+            ),
             _ => format!("{} fields are invalid", fields.len()),
         };
         Self {
             code: ErrorCode::Validation,
             message,
-            fields,
+            fields: fields.into_iter().take(MAX_LISTED_FIELDS).collect(),
             retry_after: None,
         }
     }

@@ -376,3 +376,80 @@ async fn a_wrong_method_and_a_path_segment_that_is_not_utf8_get_the_json_error_b
         json_error(response, 400, "bad_request").await;
     }
 }
+
+#[tokio::test]
+async fn a_request_with_very_many_bad_ids_gets_a_short_answer() {
+    let app = spawn_app().await;
+    let many: Vec<String> = (0..100_000).map(|i| format!("x{i}")).collect();
+    let bad_users: Vec<String> = (0..100_000).map(|i| format!("u {i}")).collect();
+
+    // Over the count limit: refused on the count alone, one field.
+    let cases = [
+        (
+            "/v1/me/notifications/read",
+            json!({"ids": many}),
+            true,
+            "ids",
+        ),
+        (
+            "/v1/notifications",
+            json!({"recipients": bad_users, "type": "t"}),
+            false,
+            "recipients",
+        ),
+        (
+            "/v1/notifications/batch",
+            json!({"notifications": [{"recipients": bad_users, "type": "t"}]}),
+            false,
+            "notifications",
+        ),
+        (
+            "/v1/notifications/batch",
+            json!({"notifications": vec![json!({"recipients": [], "type": "t"}); 50_000]}),
+            false,
+            "notifications",
+        ),
+    ];
+    for (path, body, as_user, field) in cases {
+        let response = if as_user {
+            app.client
+                .post(format!("{}{path}", app.base))
+                .bearer_auth(app.token("alice"))
+        } else {
+            app.client
+                .post(format!("{}{path}", app.base))
+                .bearer_auth(API_KEY)
+        }
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 422, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.len() < 1024,
+            "{path}: {} bytes: {text:.300}",
+            text.len()
+        );
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        let fields = answer["error"]["fields"].as_object().unwrap();
+        assert_eq!(fields.len(), 1, "{path}: {answer}");
+        assert!(fields.contains_key(field), "{path}: {answer}");
+    }
+
+    // Within the limit, every element is checked but at most 20 problems are listed.
+    let few: Vec<String> = (0..1000).map(|i| format!("x{i}")).collect();
+    let (status, answer) = app
+        .post_as("alice", "/v1/me/notifications/read", json!({"ids": few}))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        answer["error"]["fields"].as_object().unwrap().len(),
+        20,
+        "{answer}"
+    );
+    assert_eq!(
+        answer["error"]["message"],
+        "1000 fields are invalid; the first 20 are listed"
+    );
+}

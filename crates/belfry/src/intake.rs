@@ -54,6 +54,18 @@ fn field(fields: &mut BTreeMap<String, String>, prefix: &str, name: &str, proble
     fields.insert(format!("{prefix}{name}"), problem.to_string());
 }
 
+/// Whether a string or key anywhere in `value` holds a NUL character. (The parser bounds the
+/// nesting depth, and so this recursion.)
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
 /// Turns a request into a [`NewNotification`], or records every problem under `prefix`.
 pub fn validate(
     request: NotifyRequest,
@@ -105,7 +117,15 @@ pub fn validate(
         field(fields, prefix, "data", "must be a JSON object");
     } else {
         let size = data.to_string().len();
-        if size > limits.max_data_bytes {
+        // PostgreSQL's jsonb cannot hold a NUL; refused here so both backends agree.
+        if holds_nul(&data) {
+            field(
+                fields,
+                prefix,
+                "data",
+                "must not contain a NUL character (\\u0000)",
+            );
+        } else if size > limits.max_data_bytes {
             field(
                 fields,
                 prefix,

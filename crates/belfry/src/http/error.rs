@@ -143,7 +143,15 @@ impl From<StoreError> for ApiError {
                     "the database is unavailable; nothing was stored",
                 )
             }
-            StoreError::Corrupt(_) | StoreError::Migrate(_) => {
+            StoreError::Rejected(_) => {
+                // The edge validates every text input; reaching here means it missed one.
+                tracing::warn!(error = %e, "the store refused a value validation let through");
+                Self::new(
+                    ErrorCode::BadRequest,
+                    "the request holds a value that cannot be stored (such as a NUL character)",
+                )
+            }
+            StoreError::Bug(_) | StoreError::Corrupt(_) | StoreError::Migrate(_) => {
                 tracing::error!(error = %e, "store failure");
                 Self::new(ErrorCode::Internal, "internal error")
             }
@@ -224,5 +232,26 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::new(ErrorCode::BadRequest, rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn status(e: StoreError) -> StatusCode {
+        ApiError::from(e).into_response().status()
+    }
+
+    #[test]
+    fn only_an_unreachable_store_is_a_503() {
+        let error = || Arc::new(sqlx::Error::Protocol("test".into()));
+        assert_eq!(status(StoreError::Unavailable(error())), 503);
+        assert_eq!(status(StoreError::Closed), 503);
+        assert_eq!(status(StoreError::Rejected(error())), 400);
+        assert_eq!(status(StoreError::Bug(error())), 500);
+        assert_eq!(status(StoreError::Corrupt("row".into())), 500);
     }
 }

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser};
 use crate::app::AppState;
-use crate::model::{Notification, NotificationId, Seq, StateChange};
+use crate::model::{Notification, NotificationId, NotificationType, Seq, StateChange};
 use crate::notifier::StateOutcome;
 use crate::store::ListQuery;
 
@@ -123,6 +123,11 @@ pub async fn list(
             }
         },
     };
+    if let Some(kind) = params.kind.as_deref()
+        && let Err(e) = NotificationType::parse(kind)
+    {
+        fields.insert("type".into(), e.to_string());
+    }
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }

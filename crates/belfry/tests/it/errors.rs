@@ -453,3 +453,127 @@ async fn a_request_with_very_many_bad_ids_gets_a_short_answer() {
         "1000 fields are invalid; the first 20 are listed"
     );
 }
+
+#[tokio::test]
+async fn a_nul_character_in_a_text_input_is_a_client_error_not_a_database_outage() {
+    let (private, _) = belfry::push::generate_vapid_keys();
+    let app = spawn_app_with(|c| {
+        c.push.vapid_private_key = Some(secrecy::SecretString::from(private));
+        c.push.subject = "mailto:ops@belfry.test".into();
+    })
+    .await;
+    for path in [
+        "/v1/me/notifications?type=%00",
+        "/v1/me/notifications?type=a%00b",
+    ] {
+        let (status, body) = app.get_as("alice", path).await;
+        assert_eq!(status, 422, "{path} → {body}");
+        assert!(body["error"]["fields"].get("type").is_some(), "{body}");
+    }
+    for (body, field) in [
+        (
+            json!({"recipients": ["a"], "type": "t", "data": {"x": "a\u{0}b"}}),
+            "data",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "data": {"k\u{0}": 1}}),
+            "data",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "data": {"l": [{"m": "\u{0}"}]}}),
+            "data",
+        ),
+        (
+            json!({"recipients": ["a\u{0}"], "type": "t"}),
+            "recipients[0]",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "group_key": "\u{0}"}),
+            "group_key",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "actor": "\u{0}"}),
+            "actor",
+        ),
+    ] {
+        let (status, answer) = app.backend_post("/v1/notifications", &body).await;
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert!(answer["error"]["fields"].get(field).is_some(), "{answer}");
+    }
+    // A backslash followed by `u0000` is text, not a NUL.
+    let (status, answer) = app
+        .backend_post(
+            "/v1/notifications",
+            &json!({"recipients": ["a"], "type": "t", "data": {"x": "\\u0000"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let endpoint = "https://push.example/\u{0}";
+    let subscription = json!({"endpoint": endpoint, "keys": {"p256dh": "x", "auth": "y"}});
+    for (method, body) in [
+        (reqwest::Method::POST, subscription),
+        (reqwest::Method::DELETE, json!({"endpoint": endpoint})),
+    ] {
+        let (status, answer) = app
+            .user_request(method, "alice", "/v1/me/push-subscriptions", Some(body))
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(
+            answer["error"]["fields"].get("endpoint").is_some(),
+            "{answer}"
+        );
+    }
+    let (status, answer) = app
+        .user_request(
+            reqwest::Method::PUT,
+            "alice",
+            "/v1/me/preferences",
+            Some(json!({"types": {"t\u{0}": {"in_app": false}}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+
+    let metrics = app.metrics().await;
+    assert_eq!(
+        crate::support::metric(&metrics, "belfry_store_unavailable_total"),
+        0.0,
+        "{metrics}"
+    );
+}
+
+/// Below the edge's validation, the store still tells a refused value from an outage: on
+/// PostgreSQL a NUL in text is SQLSTATE 22021, a data exception, not "database unavailable".
+#[tokio::test]
+async fn the_store_reports_a_value_the_database_refuses_as_rejected_not_unavailable() {
+    use belfry::store::{ListQuery, StoreError};
+
+    let app = spawn_app().await;
+    let postgres = app.config.database_url.starts_with("postgres");
+    let user = belfry::model::UserId::parse("alice").unwrap();
+    let query = ListQuery {
+        before: None,
+        limit: 10,
+        unread_only: false,
+        kind: Some("a\u{0}b".into()),
+        archived: false,
+    };
+    let listed = app.state.store.list(&user, &query).await;
+    let removed = app
+        .state
+        .store
+        .remove_push_subscription(Some(&user), "https://push.example/\u{0}")
+        .await;
+    if postgres {
+        assert!(matches!(listed, Err(StoreError::Rejected(_))), "{listed:?}");
+        assert!(
+            matches!(removed, Err(StoreError::Rejected(_))),
+            "{removed:?}"
+        );
+    } else {
+        // SQLite stores a NUL like any other character.
+        assert!(listed.unwrap().is_empty());
+        assert!(!removed.unwrap());
+    }
+    let response = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -221,6 +221,7 @@ impl App {
         tracing::info!(%addr, "belfry listening");
         let timeouts = crate::listener::Timeouts {
             header_read: Duration::from_secs(state.config.http.header_read_timeout_secs),
+            body_read: Duration::from_secs(state.config.http.body_read_timeout_secs),
             drain: DRAIN_TIMEOUT,
         };
         crate::listener::serve(listener, router, timeouts, stop).await;

@@ -147,12 +147,18 @@ pub struct HttpConfig {
     /// disconnected after it, and so is a keep-alive connection idle for that long. It covers
     /// the WebSocket opening handshake too. Default 10.
     pub header_read_timeout_secs: u64,
+    /// Time a client has to send a request's whole body, in seconds, counted from the end of
+    /// its headers (a deadline, not an idle timer: a body trickled byte by byte is cut off too).
+    /// After it the request is answered `408 request_timeout` and the connection closed.
+    /// Default 30.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
         }
     }
 }
@@ -650,6 +656,11 @@ impl Config {
         if self.http.header_read_timeout_secs == 0 {
             return Err(ConfigError::Unusable(
                 "http.header_read_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.http.body_read_timeout_secs == 0 {
+            return Err(ConfigError::Unusable(
+                "http.body_read_timeout_secs must be at least 1".into(),
             ));
         }
         if self.ws.outbox_frames == 0 {

@@ -29,6 +29,7 @@ export const ErrorCode = {
   NotFound: "not_found",
   Conflict: "conflict",
   MethodNotAllowed: "method_not_allowed",
+  RequestTimeout: "request_timeout",
   PayloadTooLarge: "payload_too_large",
   RateLimited: "rate_limited",
   LimitExceeded: "limit_exceeded",

@@ -93,6 +93,7 @@ impl ApiError {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -204,6 +205,17 @@ impl From<PollError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        let timed_out = std::iter::successors(
+            Some(&rejection as &(dyn std::error::Error + 'static)),
+            |e| e.source(),
+        )
+        .any(|e| e.is::<crate::listener::BodyTimeout>());
+        if timed_out {
+            return Self::new(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+            );
+        }
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             return Self::new(ErrorCode::PayloadTooLarge, "request body is too large");

@@ -293,7 +293,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Arc::new(PostgresStore::open(url, &config.store, policy).await?)
     } else {
-        return Err(AppError::UnsupportedDatabase(url.clone()));
+        return Err(AppError::UnsupportedDatabase(crate::config::redact_url(
+            url,
+        )));
     };
     Ok(store)
 }

@@ -577,3 +577,37 @@ async fn the_store_reports_a_value_the_database_refuses_as_rejected_not_unavaila
     let response = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_browser_security_headers() {
+    let app = spawn_app().await;
+    let token = app.token("alice");
+    for (path, key) in [
+        ("/docs/", None),
+        ("/openapi.json", None),
+        ("/healthz", None),
+        ("/v1/me/notifications", Some(token.as_str())),
+        ("/v1/me/notifications", None),
+        ("/v1/nowhere", None),
+    ] {
+        let mut request = app.client.get(format!("{}{path}", app.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        let headers = response.headers();
+        let what = format!("{path} ({})", response.status());
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("content-security-policy", "frame-ancestors 'none'"),
+            ("referrer-policy", "no-referrer"),
+        ] {
+            assert_eq!(
+                headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{what}: {name}"
+            );
+        }
+    }
+}

@@ -231,6 +231,7 @@ impl App {
         tracing::info!(%addr, "belfry listening");
         let timeouts = crate::listener::Timeouts {
             header_read: Duration::from_secs(state.config.http.header_read_timeout_secs),
+            body_read: Duration::from_secs(state.config.http.body_read_timeout_secs),
             drain: DRAIN_TIMEOUT,
         };
         crate::listener::serve(listener, router, timeouts, stop).await;
@@ -302,7 +303,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Arc::new(PostgresStore::open(url, &config.store, policy).await?)
     } else {
-        return Err(AppError::UnsupportedDatabase(url.clone()));
+        return Err(AppError::UnsupportedDatabase(crate::config::redact_url(
+            url,
+        )));
     };
     Ok(store)
 }

@@ -46,6 +46,7 @@ pub struct Config {
     /// WAL mode), or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`; the
     /// database must exist and is migrated on start; nodes on several hosts may share it).
     /// Default `sqlite://belfry-data/belfry.db`.
+    #[serde(serialize_with = "redact_url_text")]
     pub database_url: String,
     /// Fan-out between nodes.
     pub broker: BrokerConfig,
@@ -122,6 +123,7 @@ pub struct BrokerConfig {
     /// `local` (one node), `redis` or `nats`. Default `local`.
     pub kind: BrokerKind,
     /// `redis://host:6379` or `nats://host:4222`; required for `redis` and `nats`.
+    #[serde(serialize_with = "redact_url_opt")]
     pub url: Option<String>,
     /// Prefix of channel/subject names, so several deployments can share a server. Default
     /// `belfry`.
@@ -160,12 +162,18 @@ pub struct HttpConfig {
     /// disconnected after it, and so is a keep-alive connection idle for that long. It covers
     /// the WebSocket opening handshake too. Default 10.
     pub header_read_timeout_secs: u64,
+    /// Time a client has to send a request's whole body, in seconds, counted from the end of
+    /// its headers (a deadline, not an idle timer: a body trickled byte by byte is cut off too).
+    /// After it the request is answered `408 request_timeout` and the connection closed.
+    /// Default 30.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
         }
     }
 }
@@ -187,6 +195,7 @@ pub struct AuthConfig {
     pub jwt_public_key: Option<String>,
     /// URL of a JWKS document (RS256/ES256 keys by `kid`), cached and refreshed when a token
     /// names an unknown `kid` (at most once per `jwks_min_refresh_secs`). Default: none.
+    #[serde(serialize_with = "redact_url_opt")]
     pub jwks_url: Option<String>,
     /// Minimum seconds between two JWKS fetches. Default 30.
     pub jwks_min_refresh_secs: u64,
@@ -378,6 +387,7 @@ pub struct IngestConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RedisIngestConfig {
     /// Redis URL. Default `redis://127.0.0.1:6379`.
+    #[serde(serialize_with = "redact_url_text")]
     pub url: String,
     /// Stream to read; each entry's `payload` field is a notify request. Default
     /// `belfry:notifications`.
@@ -411,6 +421,7 @@ impl Default for RedisIngestConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct NatsIngestConfig {
     /// NATS URL. Default `nats://127.0.0.1:4222`.
+    #[serde(serialize_with = "redact_url_text")]
     pub url: String,
     /// JetStream stream (created when missing). Default `BELFRY_NOTIFICATIONS`.
     pub stream: String,
@@ -625,6 +636,70 @@ pub(crate) fn redact_opt<S: serde::Serializer>(
     }
 }
 
+fn redact_url_text<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(v))
+}
+
+fn redact_url_opt<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(url) => s.serialize_some(&redact_url(url)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Query parameters whose values are credentials (`?password=` is a PostgreSQL connection
+/// option, `?token=` a common one).
+fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "secret", "token"].iter().any(|s| name.contains(s))
+}
+
+/// `text` with the credentials of a URL replaced by `***`, for printing the configuration and
+/// errors: the password, a user part without a password (NATS reads `nats://TOKEN@host` as a
+/// token), and the values of credential query parameters. A URL that does not parse keeps only
+/// what follows its last `@`.
+pub fn redact_url(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        return match text.rsplit_once('@') {
+            Some((before, host)) => match before.split_once("://") {
+                Some((scheme, _)) => format!("{scheme}://***@{host}"),
+                None => format!("***@{host}"),
+            },
+            None => text.to_owned(),
+        };
+    };
+    let mut redacted = false;
+    if url.password().is_some() {
+        redacted |= url.set_password(Some("***")).is_ok();
+    } else if !url.username().is_empty() {
+        redacted |= url.set_username("***").is_ok();
+    }
+    if url
+        .query_pairs()
+        .any(|(name, _)| is_secret_parameter(&name))
+    {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if is_secret_parameter(&name) {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        redacted = true;
+    }
+    // Unchanged URLs are shown as written, not as the parser normalises them.
+    if redacted {
+        url.to_string()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// Development secrets generated on first start when none are configured.
 #[derive(Debug, Serialize, Deserialize)]
 struct DevSecrets {
@@ -676,6 +751,11 @@ impl Config {
         if self.http.header_read_timeout_secs == 0 {
             return Err(ConfigError::Unusable(
                 "http.header_read_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.http.body_read_timeout_secs == 0 {
+            return Err(ConfigError::Unusable(
+                "http.body_read_timeout_secs must be at least 1".into(),
             ));
         }
         if self.ws.outbox_frames == 0 {
@@ -793,6 +873,53 @@ mod tests {
         let text = config.to_redacted_toml();
         assert!(!text.contains("hunter2"));
         assert!(text.contains("[redacted]"));
+    }
+
+    #[test]
+    fn urls_are_printed_without_their_credentials() {
+        for (url, shown) in [
+            (
+                "postgres://belfry:hunter2@db:5432/belfry",
+                "postgres://belfry:***@db:5432/belfry",
+            ),
+            ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+            ("nats://hunter2@nats:4222", "nats://***@nats:4222"),
+            (
+                "https://user:hunter2@idp.example/.well-known/jwks.json",
+                "https://user:***@idp.example/.well-known/jwks.json",
+            ),
+            (
+                "postgres://db/belfry?sslmode=require&password=hunter2",
+                "postgres://db/belfry?sslmode=require&password=***",
+            ),
+            ("redis://:hunter2 with space@cache", "redis://:***@cache"),
+            ("redis://:hunter2@[not-a-host", "redis://***@[not-a-host"),
+            ("hunter2@cache", "***@cache"),
+            (
+                "sqlite://belfry-data/belfry.db",
+                "sqlite://belfry-data/belfry.db",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let mut config = Config {
+            database_url: "postgres://belfry:hunter2@db/belfry".into(),
+            ..Config::default()
+        };
+        config.broker.url = Some("redis://:hunter2@cache:6379".into());
+        config.auth.jwks_url = Some("https://u:hunter2@idp.example/jwks".into());
+        config.ingest.redis = Some(RedisIngestConfig {
+            url: "redis://u:hunter2@cache".into(),
+            ..RedisIngestConfig::default()
+        });
+        config.ingest.nats = Some(NatsIngestConfig {
+            url: "nats://hunter2@nats".into(),
+            ..NatsIngestConfig::default()
+        });
+        let text = config.to_redacted_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(text.matches("***").count(), 5, "{text}");
     }
 
     #[test]

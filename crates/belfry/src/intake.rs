@@ -54,6 +54,18 @@ fn field(fields: &mut BTreeMap<String, String>, prefix: &str, name: &str, proble
     fields.insert(format!("{prefix}{name}"), problem.to_string());
 }
 
+/// Whether a string or key anywhere in `value` holds a NUL character. (The parser bounds the
+/// nesting depth, and so this recursion.)
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
 /// Turns a request into a [`NewNotification`], or records every problem under `prefix`.
 pub fn validate(
     request: NotifyRequest,
@@ -62,19 +74,30 @@ pub fn validate(
     fields: &mut BTreeMap<String, String>,
 ) -> Option<NewNotification> {
     let before = fields.len();
-    let mut seen = HashSet::new();
-    let mut recipients = Vec::with_capacity(request.recipients.len());
-    if request.recipients.is_empty() {
+    let count = request.recipients.len();
+    if count == 0 {
         field(fields, prefix, "recipients", "must not be empty");
-    } else if request.recipients.len() > limits.max_recipients {
+    } else if count > limits.max_recipients {
         field(
             fields,
             prefix,
             "recipients",
-            format!("at most {} recipients", limits.max_recipients),
+            format!(
+                "{count} recipients; at most {} allowed",
+                limits.max_recipients
+            ),
         );
     }
-    for (i, raw) in request.recipients.into_iter().enumerate() {
+    // Over the limit the list is refused on its count alone, with no problem per recipient: a
+    // million bad ids must not cost a million entries in memory and in the answer.
+    let listed = if count > limits.max_recipients {
+        Vec::new()
+    } else {
+        request.recipients
+    };
+    let mut seen = HashSet::new();
+    let mut recipients = Vec::with_capacity(listed.len());
+    for (i, raw) in listed.into_iter().enumerate() {
         match UserId::parse(raw) {
             Ok(user) => {
                 if seen.insert(user.clone()) {
@@ -94,7 +117,15 @@ pub fn validate(
         field(fields, prefix, "data", "must be a JSON object");
     } else {
         let size = data.to_string().len();
-        if size > limits.max_data_bytes {
+        // PostgreSQL's jsonb cannot hold a NUL; refused here so both backends agree.
+        if holds_nul(&data) {
+            field(
+                fields,
+                prefix,
+                "data",
+                "must not contain a NUL character (\\u0000)",
+            );
+        } else if size > limits.max_data_bytes {
             field(
                 fields,
                 prefix,

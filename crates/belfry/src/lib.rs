@@ -9,6 +9,7 @@
 //! | --- | --- |
 //! | [`model`] | typed ids and the notification |
 //! | [`store`] | durable notifications, per-user seq, read state, idempotency |
+//! | [`json`] | strict JSON input: structs from objects only |
 //! | [`intake`] | the notify request and its validation, shared by HTTP and ingestion |
 //! | [`ingest`] | consuming notify requests from Redis Streams, NATS JetStream and Kafka (feature `kafka`) |
 //! | [`preferences`] | per-user mute and channel choices, and the cache in front of the store |
@@ -38,6 +39,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod intake;
+pub mod json;
 pub mod listener;
 pub mod model;
 pub mod notifier;

@@ -1,22 +1,31 @@
 //! The accept loop: serves the router over HTTP/1.1 (with WebSocket upgrades) on every accepted
-//! TCP connection, with a header-read timeout, until the shutdown token is cancelled.
+//! TCP connection, with a header-read and a body-read timeout, until the shutdown token is
+//! cancelled.
 //!
 //! `axum::serve` has no timeout at all, so a client that opens a connection and sends its
 //! request headers one byte at a time (slowloris), or nothing, would hold its socket for ever.
 //! Here hyper's `header_read_timeout` bounds the time from a connection's start (and from each
-//! response on a keep-alive connection) to a request's last header line. HTTP/2 cleartext
-//! (prior knowledge) is not served: no browser speaks it, and hyper's version sniffing before
-//! the first request has no timeout.
+//! response on a keep-alive connection) to a request's last header line, and [`DeadlineBody`]
+//! the time from there to the body's last byte. HTTP/2 cleartext (prior knowledge) is not
+//! served: no browser speaks it, and hyper's version sniffing before the first request has no
+//! timeout.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::map_request_body::MapRequestBody;
 
 /// Pause after an accept error that is not about one connection (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -26,6 +35,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Timeouts {
     /// Longest wait for a request's complete headers (also the keep-alive idle time).
     pub header_read: Duration,
+    /// Longest wait, from a request's headers, for its complete body.
+    pub body_read: Duration,
     /// Longest wait, after shutdown began, for in-flight requests to finish.
     pub drain: Duration,
 }
@@ -57,7 +68,11 @@ pub async fn serve(
                 }
             }
         };
-        let service = TowerToHyperService::new(router.clone());
+        let body_read = timeouts.body_read;
+        let service = TowerToHyperService::new(MapRequestBody::new(
+            router.clone(),
+            move |body: Incoming| DeadlineBody::new(body, Instant::now() + body_read),
+        ));
         let stop = stop.clone();
         connections.spawn(async move {
             let mut builder = http1::Builder::new();
@@ -102,4 +117,57 @@ fn is_per_connection(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
+}
+
+/// The error of a request body that did not arrive in time; `http::error` answers it with 408.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within the body-read timeout")]
+pub struct BodyTimeout;
+
+/// A request body that must arrive whole by a deadline fixed when its headers were read.
+/// tower-http's `TimeoutBody` restarts its timer at every frame, so a client sending one byte
+/// per interval would hold its connection and task for as long as it liked; a deadline does not
+/// move. The timer is only created when a handler first reads the body.
+struct DeadlineBody {
+    body: Incoming,
+    deadline: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl DeadlineBody {
+    fn new(body: Incoming, deadline: Instant) -> Self {
+        Self {
+            body,
+            deadline,
+            sleep: None,
+        }
+    }
+}
+
+impl Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
+        }
+        Pin::new(&mut this.body).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }

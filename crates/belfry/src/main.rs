@@ -113,7 +113,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             belfry::telemetry::init_logging(&config.log);
             let store = belfry::app::open_store(&config).await?;
             store.close().await;
-            eprintln!("database at {} is migrated", config.database_url);
+            eprintln!(
+                "database at {} is migrated",
+                belfry::config::redact_url(&config.database_url)
+            );
             Ok(())
         }
         Command::Token { user, ttl } => {

@@ -117,8 +117,10 @@ pub struct PreferencesInput {
     #[schema(format = DateTime)]
     mute_until: Option<String>,
     /// See [`Preferences::channels`].
+    #[serde(deserialize_with = "crate::json::object")]
     channels: Channels,
     /// See [`Preferences::types`]: at most 200, keyed by notification type.
+    #[serde(deserialize_with = "crate::json::object_values")]
     types: BTreeMap<String, TypeChannels>,
 }
 

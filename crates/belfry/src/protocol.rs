@@ -119,6 +119,10 @@ pub enum ErrorCode {
     NotFound,
     /// An idempotency key reused with a different request.
     Conflict,
+    /// The request body did not arrive within `http.body_read_timeout_secs`.
+    RequestTimeout,
+    /// The route exists, but not for this HTTP method (the `Allow` header lists those it has).
+    MethodNotAllowed,
     /// A body or `data` over the limit.
     PayloadTooLarge,
     /// Slow down.
@@ -135,13 +139,15 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and the SDK comparison test.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::Validation,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::Conflict,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
         ErrorCode::PayloadTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::LimitExceeded,
@@ -159,6 +165,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::LimitExceeded => "limit_exceeded",

@@ -6,22 +6,46 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tracing_subscriber::EnvFilter;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogConfig;
+
+/// Crates that log what passes through them at `trace` (tungstenite: every frame received, and
+/// an `auth` frame holds a token): never logged below `debug`, whatever the filter says.
+const CAPPED_AT_DEBUG: [&str; 5] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
+
+/// Whether an event or span of `meta` is below the cap of its crate. (Records of the `log`
+/// crate, which tungstenite uses, are filtered with their own target when they are bridged.)
+fn capped(meta: &Metadata<'_>) -> bool {
+    *meta.level() == Level::TRACE
+        && CAPPED_AT_DEBUG.iter().any(|name| {
+            meta.target()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
 
 /// Installs the global `tracing` subscriber (the binary calls this once; tests do not).
 pub fn init_logging(config: &LogConfig) {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if config.format == "json" {
-        builder.json().try_init()
+    let filter = filter.and(filter_fn(|meta| !capped(meta)));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = if config.format == "json" {
+        layer.json().with_filter(filter).boxed()
     } else {
-        builder.try_init()
+        layer.with_filter(filter).boxed()
     };
-    if let Err(e) = result {
+    if let Err(e) = tracing_subscriber::registry().with(layer).try_init() {
         eprintln!("logging already initialised: {e}");
     }
 }

@@ -28,6 +28,8 @@ export const ErrorCode = {
   Forbidden: "forbidden",
   NotFound: "not_found",
   Conflict: "conflict",
+  MethodNotAllowed: "method_not_allowed",
+  RequestTimeout: "request_timeout",
   PayloadTooLarge: "payload_too_large",
   RateLimited: "rate_limited",
   LimitExceeded: "limit_exceeded",

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Backend};
+use super::extract::{ApiJson, ApiPath, Backend};
 use crate::app::AppState;
 use crate::intake::{NotifyRequest, validate};
 use crate::model::NotificationRef;
@@ -22,6 +22,7 @@ use crate::store::Inserted;
 pub struct BatchRequest {
     /// The notifications.
     #[schema(min_items = 1, max_items = 1000)]
+    #[serde(deserialize_with = "crate::json::objects")]
     notifications: Vec<NotifyRequest>,
 }
 
@@ -124,19 +125,25 @@ pub async fn batch(
     if request.notifications.is_empty() {
         fields.insert("notifications".into(), "must not be empty".into());
     }
+    // Counts are refused before any item is validated. Each valid item has a recipient, so more
+    // items than `max_recipients` cannot be valid either.
+    let max = limits.max_recipients;
+    let items = request.notifications.len();
     let total: usize = request
         .notifications
         .iter()
         .map(|n| n.recipients.len())
         .sum();
-    if total > limits.max_recipients {
-        fields.insert(
-            "notifications".into(),
-            format!(
-                "{total} recipients in all; at most {} per request",
-                limits.max_recipients
-            ),
-        );
+    if items > max || total > max {
+        let problem = if items > max {
+            format!("{items} notifications; at most {max} per request")
+        } else {
+            format!("{total} recipients in all; at most {max} per request")
+        };
+        return Err(ApiError::validation(BTreeMap::from([(
+            "notifications".to_owned(),
+            problem,
+        )])));
     }
     let mut batch = Vec::with_capacity(request.notifications.len());
     for (i, item) in request.notifications.into_iter().enumerate() {
@@ -185,7 +192,7 @@ pub struct RoomMessageRequest {
 pub async fn room_message(
     State(state): State<AppState>,
     _backend: Backend,
-    axum::extract::Path(room): axum::extract::Path<String>,
+    ApiPath(room): ApiPath<String>,
     ApiJson(request): ApiJson<RoomMessageRequest>,
 ) -> Result<StatusCode, ApiError> {
     let room = crate::model::RoomName::parse(room)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -14,6 +14,9 @@ use crate::ratelimit::Limited;
 use crate::store::StoreError;
 use crate::transport::OpenError;
 use crate::transport::poll::PollError;
+
+/// Most entries of `fields` in one error body; the message gives the full count.
+pub(crate) const MAX_LISTED_FIELDS: usize = 20;
 
 /// Marks a response refused because the store was unavailable (counted in metrics).
 #[derive(Debug, Clone, Copy)]
@@ -57,16 +60,21 @@ impl ApiError {
         }
     }
 
-    /// A 422 naming the fields at fault.
+    /// A 422 naming the fields at fault: the first [`MAX_LISTED_FIELDS`] of them (in key order),
+    /// so the answer stays small however many a request got wrong.
     pub fn validation(fields: BTreeMap<String, String>) -> Self {
         let message = match fields.iter().next() {
             Some((field, problem)) if fields.len() == 1 => format!("{field}: {problem}"),
+            _ if fields.len() > MAX_LISTED_FIELDS => format!(
+                "{} fields are invalid; the first {MAX_LISTED_FIELDS} are listed",
+                fields.len()
+            ),
             _ => format!("{} fields are invalid", fields.len()),
         };
         Self {
             code: ErrorCode::Validation,
             message,
-            fields,
+            fields: fields.into_iter().take(MAX_LISTED_FIELDS).collect(),
             retry_after: None,
         }
     }
@@ -84,6 +92,8 @@ impl ApiError {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -134,7 +144,15 @@ impl From<StoreError> for ApiError {
                     "the database is unavailable; nothing was stored",
                 )
             }
-            StoreError::Corrupt(_) | StoreError::Migrate(_) => {
+            StoreError::Rejected(_) => {
+                // The edge validates every text input; reaching here means it missed one.
+                tracing::warn!(error = %e, "the store refused a value validation let through");
+                Self::new(
+                    ErrorCode::BadRequest,
+                    "the request holds a value that cannot be stored (such as a NUL character)",
+                )
+            }
+            StoreError::Bug(_) | StoreError::Corrupt(_) | StoreError::Migrate(_) => {
                 tracing::error!(error = %e, "store failure");
                 Self::new(ErrorCode::Internal, "internal error")
             }
@@ -187,6 +205,17 @@ impl From<PollError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        let timed_out = std::iter::successors(
+            Some(&rejection as &(dyn std::error::Error + 'static)),
+            |e| e.source(),
+        )
+        .any(|e| e.is::<crate::listener::BodyTimeout>());
+        if timed_out {
+            return Self::new(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+            );
+        }
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             return Self::new(ErrorCode::PayloadTooLarge, "request body is too large");
@@ -206,8 +235,35 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::new(ErrorCode::BadRequest, rejection.body_text())
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::new(ErrorCode::BadRequest, rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn status(e: StoreError) -> StatusCode {
+        ApiError::from(e).into_response().status()
+    }
+
+    #[test]
+    fn only_an_unreachable_store_is_a_503() {
+        let error = || Arc::new(sqlx::Error::Protocol("test".into()));
+        assert_eq!(status(StoreError::Unavailable(error())), 503);
+        assert_eq!(status(StoreError::Closed), 503);
+        assert_eq!(status(StoreError::Rejected(error())), 400);
+        assert_eq!(status(StoreError::Bug(error())), 500);
+        assert_eq!(status(StoreError::Corrupt("row".into())), 500);
     }
 }

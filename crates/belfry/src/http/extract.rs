@@ -1,19 +1,39 @@
 //! Extractors: JSON and query parsing with Belfry's error bodies, and the two principals
 //! (a backend holding an API key, a user holding a JWT).
 
-use axum::extract::{FromRequest, FromRequestParts, Query};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::{AuthError, User};
+use crate::json::Object;
 
-/// `axum::Json` whose rejection is an [`ApiError`] body.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` whose rejection is an [`ApiError`] body, and which accepts a JSON object only
+/// (see [`crate::json`]).
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(Object(value)) =
+            axum::Json::<Object<T>>::from_request(request, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// `axum::extract::Path` whose rejection is an [`ApiError`] body (a segment that is not UTF-8).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
 
 /// `axum::extract::Query` whose rejection is an [`ApiError`] body.
 #[derive(FromRequestParts)]

@@ -3,15 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, CurrentUser};
+use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser};
 use crate::app::AppState;
-use crate::model::{Notification, NotificationId, Seq, StateChange, StateVersion};
+use crate::model::{
+    Notification, NotificationId, NotificationType, Seq, StateChange, StateVersion,
+};
 use crate::notifier::StateOutcome;
 use crate::store::ListQuery;
 
@@ -127,6 +129,11 @@ pub async fn list(
             }
         },
     };
+    if let Some(kind) = params.kind.as_deref()
+        && let Err(e) = NotificationType::parse(kind)
+    {
+        fields.insert("type".into(), e.to_string());
+    }
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
@@ -171,10 +178,15 @@ pub async fn unread_count(
 
 fn parse_ids(state: &AppState, ids: &[String]) -> Result<Vec<NotificationId>, ApiError> {
     let max = state.config.limits.max_ids_per_request;
-    let mut fields = BTreeMap::new();
     if ids.len() > max {
-        fields.insert("ids".into(), format!("at most {max} ids"));
+        // Refused on the count alone: validating each of a million ids costs what the limit
+        // exists to bound.
+        return Err(ApiError::validation(BTreeMap::from([(
+            "ids".to_owned(),
+            format!("{} ids; at most {max} allowed", ids.len()),
+        )])));
     }
+    let mut fields = BTreeMap::new();
     let mut parsed = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         match NotificationId::parse(id) {
@@ -274,7 +286,7 @@ pub async fn read_all(
 pub async fn delete(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = NotificationId::parse(&id).map_err(|_| ApiError::not_found())?;
     let outcome = state

@@ -69,13 +69,43 @@ pub fn router(state: AppState) -> Router {
     if state.config.ws.echo_endpoint {
         router = router.route("/v1/ws/echo", get(conformance::echo));
     }
-    router
+    // Last: it applies to the routes registered before it.
+    router = router.method_not_allowed_fallback(|| async {
+        ApiError::new(
+            crate::protocol::ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        )
+    });
+    let router = router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_unavailable,
         ))
-        .with_state(state)
+        .with_state(state);
+    with_security_headers(router)
+}
+
+/// Headers for browsers on every answer (unless a route set its own): no MIME sniffing, no
+/// framing by any page (Swagger UI at `/docs`, the demo; clickjacking), no `Referer` leaking
+/// URLs to other sites. The API's JSON is never framed or sniffed either, so one rule serves all.
+fn with_security_headers(router: Router) -> Router {
+    use axum::http::{HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+
+    [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ]
+    .into_iter()
+    .fold(router, |router, (name, value)| {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
+    })
 }
 
 /// Counts the answers that refused work because the store was unreachable.

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Backend, CurrentUser};
+use super::extract::{ApiJson, ApiPath, Backend, CurrentUser};
 use crate::app::AppState;
 use crate::model::UserId;
 use crate::preferences::{Preferences, PreferencesInput};
@@ -85,7 +85,7 @@ pub async fn replace_mine(
 pub async fn of_user(
     State(state): State<AppState>,
     _backend: Backend,
-    Path(user): Path<String>,
+    ApiPath(user): ApiPath<String>,
 ) -> Result<axum::Json<Preferences>, ApiError> {
     let user = path_user(user)?;
     Ok(document(state.notifier.preferences(&user).await?))
@@ -108,7 +108,7 @@ pub async fn of_user(
 pub async fn replace_of_user(
     State(state): State<AppState>,
     _backend: Backend,
-    Path(user): Path<String>,
+    ApiPath(user): ApiPath<String>,
     ApiJson(input): ApiJson<PreferencesInput>,
 ) -> Result<axum::Json<Preferences>, ApiError> {
     let user = path_user(user)?;

@@ -108,6 +108,12 @@ pub async fn unsubscribe(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<Unsubscribe>,
 ) -> Result<StatusCode, ApiError> {
+    if body.endpoint.chars().any(char::is_control) {
+        return Err(ApiError::validation(BTreeMap::from([(
+            "endpoint".to_owned(),
+            "must not contain control characters".to_owned(),
+        )])));
+    }
     if state
         .store
         .remove_push_subscription(Some(&user.id), &body.endpoint)

@@ -59,10 +59,11 @@ impl Pipeline {
 
     /// Handles one message. `position` names where it sits in its stream (unique per message,
     /// stable across re-deliveries) and becomes its idempotency key when it has none.
-    /// `Err` means the store is unavailable: do not acknowledge, try again later.
+    /// `Err` means the store is unavailable (or failed on a bug): do not acknowledge, try again
+    /// later.
     pub async fn handle(&self, payload: &[u8], position: &str) -> Result<Handled, StoreError> {
         let request: NotifyRequest = match serde_json::from_slice(payload) {
-            Ok(request) => request,
+            Ok(crate::json::Object(request)) => request,
             Err(e) => return Ok(self.poison(format!("not a notify request: {e}"))),
         };
         let mut fields = BTreeMap::new();
@@ -73,7 +74,14 @@ impl Pipeline {
         if new.idempotency_key.is_none() {
             new.idempotency_key = position_key(position);
         }
-        self.notifier.notify(vec![new]).await?;
+        match self.notifier.notify(vec![new]).await {
+            Ok(_) => {}
+            // The message holds a value the database refuses: retrying cannot help.
+            Err(StoreError::Rejected(e)) => {
+                return Ok(self.poison(format!("the database refused a value: {e}")));
+            }
+            Err(e) => return Err(e),
+        }
         self.metrics.ingest_stored.inc();
         Ok(Handled::Stored)
     }

@@ -155,7 +155,7 @@ where
             Err(e) => {
                 let e = Arc::new(e);
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(Arc::clone(&e))));
+                    let _ = reply.send(Err(StoreError::classify(Arc::clone(&e))));
                 }
             }
         }

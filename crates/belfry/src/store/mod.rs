@@ -34,9 +34,18 @@ pub use sqlite::SqliteStore;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or refused the operation; nothing was written.
+    /// The database cannot be reached or could not do the operation now; nothing was written.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] Arc<sqlx::Error>),
+    /// The database refused a value (PostgreSQL SQLSTATE class 22, "data exception": a NUL in
+    /// text, a malformed number): the caller's input, which validation should have caught.
+    /// Nothing was written; the database is fine.
+    #[error("the database refused a value: {0}")]
+    Rejected(#[source] Arc<sqlx::Error>),
+    /// The database refused the statement or a constraint (SQL errors, integrity violations,
+    /// decoding): a bug. Nothing was written; the database is fine.
+    #[error("database error: {0}")]
+    Bug(#[source] Arc<sqlx::Error>),
     /// An idempotency key was reused for a different request.
     #[error("idempotency key `{0}` was already used for a different request")]
     IdempotencyConflict(String),
@@ -53,7 +62,44 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(Arc::new(e))
+        Self::classify(Arc::new(e))
+    }
+}
+
+impl StoreError {
+    /// Sorts a database error into the database's health ([`StoreError::Unavailable`]: connection
+    /// trouble, timeouts, lock contention, shutdown) and the request's or the code's fault,
+    /// which must never read as "database down" (503, `belfry_store_unavailable_total`).
+    pub fn classify(e: Arc<sqlx::Error>) -> Self {
+        use sqlx::error::ErrorKind;
+        match &*e {
+            sqlx::Error::Database(db) => {
+                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    // SQLSTATE classes: 22 data exception; 42 syntax error or access rule
+                    // violation; 0A feature not supported; 23 integrity constraint violation.
+                    match &pg.code()[..2] {
+                        "22" => return StoreError::Rejected(e),
+                        "42" | "0A" | "23" => return StoreError::Bug(e),
+                        _ => {}
+                    }
+                }
+                match db.kind() {
+                    ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation => StoreError::Bug(e),
+                    _ => StoreError::Unavailable(e),
+                }
+            }
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::Encode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::RowNotFound => StoreError::Bug(e),
+            _ => StoreError::Unavailable(e),
+        }
     }
 }
 

@@ -130,12 +130,8 @@ impl SqliteStore {
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        if let Some(dir) = Path::new(options.get_filename()).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(Arc::new(sqlx::Error::Io(e))))?;
-        }
+        create_private(options.get_filename())
+            .map_err(|e| StoreError::Unavailable(Arc::new(sqlx::Error::Io(e))))?;
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone().pragma(
@@ -164,6 +160,37 @@ impl SqliteStore {
             writer,
             checkpointer: Checkpointer::start(checkpoint),
         })
+    }
+}
+
+/// Creates the database file (and its directory) readable by the owner only, when missing: it
+/// holds every user's notifications, beside a secrets file that is 0600. SQLite gives the `-wal`
+/// and `-shm` files the database file's permissions. Existing files keep theirs.
+fn create_private(file: &Path) -> std::io::Result<()> {
+    if file == Path::new(":memory:") {
+        return Ok(());
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

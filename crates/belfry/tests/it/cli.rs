@@ -132,3 +132,45 @@ fn migrate_creates_the_database() {
     assert!(output.status.success(), "{output:?}");
     assert!(db.exists());
 }
+
+#[test]
+fn print_config_and_errors_show_no_password_inside_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("belfry.toml");
+    std::fs::write(
+        &file,
+        "database_url = \"postgres://belfry:pw-db-1@db:5432/belfry?password=pw-query-2\"\n\
+         [broker]\nkind = \"redis\"\nurl = \"redis://:pw-broker-3@cache:6379\"\n\
+         [auth]\njwt_secret = \"s\"\njwks_url = \"https://u:pw-jwks-4@idp.example/jwks\"\n\
+         [ingest.redis]\nurl = \"redis://u:pw-ingest-5@cache:6379\"\n\
+         [ingest.nats]\nurl = \"nats://pw-token-6@nats:4222\"\n",
+    )
+    .unwrap();
+    let output = belfry()
+        .args(["--config", file.to_str().unwrap(), "print-config"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains("pw-"), "{text}");
+    assert!(
+        text.contains("database_url = \"postgres://belfry:***@db:5432/belfry?password=***\""),
+        "{text}"
+    );
+    assert!(text.contains("nats://***@nats:4222"), "{text}");
+
+    let output = belfry()
+        .args([
+            "--database-url",
+            "mysql://root:pw-mysql-7@db/belfry",
+            "migrate",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unsupported database_url"), "{stderr}");
+    assert!(stderr.contains("mysql://root:***@db/belfry"), "{stderr}");
+    assert!(!stderr.contains("pw-mysql"), "{stderr}");
+}

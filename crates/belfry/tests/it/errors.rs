@@ -255,3 +255,362 @@ async fn a_plain_get_of_the_websocket_endpoint_gets_a_json_400() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn json_arrays_are_refused_where_an_object_is_expected() {
+    let app = spawn_app().await;
+    let backend = [
+        ("/v1/notifications", json!([["u1"], "t"])),
+        ("/v1/notifications/batch", json!([[[["u1"], "t"]]])),
+        (
+            "/v1/notifications/batch",
+            json!({"notifications": [[["u1"], "t"]]}),
+        ),
+    ];
+    for (path, body) in backend {
+        let (status, answer) = app.backend_post(path, &body).await;
+        assert_eq!(status, 400, "{path} {body} → {answer}");
+        assert_eq!(error_code(&answer), "bad_request", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expected a JSON object"),
+            "{answer}"
+        );
+    }
+    let (_, count) = app.get_as("u1", "/v1/me/unread-count").await;
+    assert_eq!(count["unread_count"], 0, "nothing was stored");
+
+    let (status, _) = app
+        .user_request(
+            reqwest::Method::PUT,
+            "u1",
+            "/v1/me/preferences",
+            Some(json!({"muted": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for body in [
+        json!([]),
+        json!([false]),
+        json!({"channels": [false, false]}),
+        json!({"types": {"t": [false, false]}}),
+    ] {
+        let (status, answer) = app
+            .user_request(
+                reqwest::Method::PUT,
+                "u1",
+                "/v1/me/preferences",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert_eq!(error_code(&answer), "bad_request", "{answer}");
+    }
+    let (_, preferences) = app.get_as("u1", "/v1/me/preferences").await;
+    assert_eq!(
+        preferences["muted"], true,
+        "the user is still muted: {preferences}"
+    );
+
+    let (status, answer) = app
+        .post_as("u1", "/v1/me/notifications/read", json!([[]]))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+}
+
+/// Asserts `response` carries the JSON error body with `code`; returns the body.
+async fn json_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let what = format!("{} {}", response.status(), response.url());
+    assert_eq!(response.status(), status, "{what}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{what}: {content_type}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), code, "{what}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn a_wrong_method_and_a_path_segment_that_is_not_utf8_get_the_json_error_body() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/v1/notifications", "POST"),
+        (reqwest::Method::GET, "/v1/notifications/batch", "POST"),
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::PATCH, "/v1/me/preferences", "GET"),
+    ] {
+        let response = app
+            .client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        let allowed = response.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(allowed.contains(allow), "{path}: Allow: {allowed}");
+        json_error(response, 405, "method_not_allowed").await;
+    }
+
+    let token = app.token("alice");
+    for (method, path, key) in [
+        (
+            reqwest::Method::DELETE,
+            "/v1/me/notifications/%FF%FE",
+            token.as_str(),
+        ),
+        (reqwest::Method::GET, "/v1/users/%FF/preferences", API_KEY),
+        (reqwest::Method::POST, "/v1/rooms/%C3%28/messages", API_KEY),
+    ] {
+        let response = app
+            .client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(key)
+            .json(&json!({"data": {}}))
+            .send()
+            .await
+            .unwrap();
+        json_error(response, 400, "bad_request").await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_very_many_bad_ids_gets_a_short_answer() {
+    let app = spawn_app().await;
+    let many: Vec<String> = (0..100_000).map(|i| format!("x{i}")).collect();
+    let bad_users: Vec<String> = (0..100_000).map(|i| format!("u {i}")).collect();
+
+    // Over the count limit: refused on the count alone, one field.
+    let cases = [
+        (
+            "/v1/me/notifications/read",
+            json!({"ids": many}),
+            true,
+            "ids",
+        ),
+        (
+            "/v1/notifications",
+            json!({"recipients": bad_users, "type": "t"}),
+            false,
+            "recipients",
+        ),
+        (
+            "/v1/notifications/batch",
+            json!({"notifications": [{"recipients": bad_users, "type": "t"}]}),
+            false,
+            "notifications",
+        ),
+        (
+            "/v1/notifications/batch",
+            json!({"notifications": vec![json!({"recipients": [], "type": "t"}); 50_000]}),
+            false,
+            "notifications",
+        ),
+    ];
+    for (path, body, as_user, field) in cases {
+        let response = if as_user {
+            app.client
+                .post(format!("{}{path}", app.base))
+                .bearer_auth(app.token("alice"))
+        } else {
+            app.client
+                .post(format!("{}{path}", app.base))
+                .bearer_auth(API_KEY)
+        }
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 422, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.len() < 1024,
+            "{path}: {} bytes: {text:.300}",
+            text.len()
+        );
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        let fields = answer["error"]["fields"].as_object().unwrap();
+        assert_eq!(fields.len(), 1, "{path}: {answer}");
+        assert!(fields.contains_key(field), "{path}: {answer}");
+    }
+
+    // Within the limit, every element is checked but at most 20 problems are listed.
+    let few: Vec<String> = (0..1000).map(|i| format!("x{i}")).collect();
+    let (status, answer) = app
+        .post_as("alice", "/v1/me/notifications/read", json!({"ids": few}))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        answer["error"]["fields"].as_object().unwrap().len(),
+        20,
+        "{answer}"
+    );
+    assert_eq!(
+        answer["error"]["message"],
+        "1000 fields are invalid; the first 20 are listed"
+    );
+}
+
+#[tokio::test]
+async fn a_nul_character_in_a_text_input_is_a_client_error_not_a_database_outage() {
+    let (private, _) = belfry::push::generate_vapid_keys();
+    let app = spawn_app_with(|c| {
+        c.push.vapid_private_key = Some(secrecy::SecretString::from(private));
+        c.push.subject = "mailto:ops@belfry.test".into();
+    })
+    .await;
+    for path in [
+        "/v1/me/notifications?type=%00",
+        "/v1/me/notifications?type=a%00b",
+    ] {
+        let (status, body) = app.get_as("alice", path).await;
+        assert_eq!(status, 422, "{path} → {body}");
+        assert!(body["error"]["fields"].get("type").is_some(), "{body}");
+    }
+    for (body, field) in [
+        (
+            json!({"recipients": ["a"], "type": "t", "data": {"x": "a\u{0}b"}}),
+            "data",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "data": {"k\u{0}": 1}}),
+            "data",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "data": {"l": [{"m": "\u{0}"}]}}),
+            "data",
+        ),
+        (
+            json!({"recipients": ["a\u{0}"], "type": "t"}),
+            "recipients[0]",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "group_key": "\u{0}"}),
+            "group_key",
+        ),
+        (
+            json!({"recipients": ["a"], "type": "t", "actor": "\u{0}"}),
+            "actor",
+        ),
+    ] {
+        let (status, answer) = app.backend_post("/v1/notifications", &body).await;
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert!(answer["error"]["fields"].get(field).is_some(), "{answer}");
+    }
+    // A backslash followed by `u0000` is text, not a NUL.
+    let (status, answer) = app
+        .backend_post(
+            "/v1/notifications",
+            &json!({"recipients": ["a"], "type": "t", "data": {"x": "\\u0000"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let endpoint = "https://push.example/\u{0}";
+    let subscription = json!({"endpoint": endpoint, "keys": {"p256dh": "x", "auth": "y"}});
+    for (method, body) in [
+        (reqwest::Method::POST, subscription),
+        (reqwest::Method::DELETE, json!({"endpoint": endpoint})),
+    ] {
+        let (status, answer) = app
+            .user_request(method, "alice", "/v1/me/push-subscriptions", Some(body))
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(
+            answer["error"]["fields"].get("endpoint").is_some(),
+            "{answer}"
+        );
+    }
+    let (status, answer) = app
+        .user_request(
+            reqwest::Method::PUT,
+            "alice",
+            "/v1/me/preferences",
+            Some(json!({"types": {"t\u{0}": {"in_app": false}}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+
+    let metrics = app.metrics().await;
+    assert_eq!(
+        crate::support::metric(&metrics, "belfry_store_unavailable_total"),
+        0.0,
+        "{metrics}"
+    );
+}
+
+/// Below the edge's validation, the store still tells a refused value from an outage: on
+/// PostgreSQL a NUL in text is SQLSTATE 22021, a data exception, not "database unavailable".
+#[tokio::test]
+async fn the_store_reports_a_value_the_database_refuses_as_rejected_not_unavailable() {
+    use belfry::store::{ListQuery, StoreError};
+
+    let app = spawn_app().await;
+    let postgres = app.config.database_url.starts_with("postgres");
+    let user = belfry::model::UserId::parse("alice").unwrap();
+    let query = ListQuery {
+        before: None,
+        limit: 10,
+        unread_only: false,
+        kind: Some("a\u{0}b".into()),
+        archived: false,
+    };
+    let listed = app.state.store.list(&user, &query).await;
+    let removed = app
+        .state
+        .store
+        .remove_push_subscription(Some(&user), "https://push.example/\u{0}")
+        .await;
+    if postgres {
+        assert!(matches!(listed, Err(StoreError::Rejected(_))), "{listed:?}");
+        assert!(
+            matches!(removed, Err(StoreError::Rejected(_))),
+            "{removed:?}"
+        );
+    } else {
+        // SQLite stores a NUL like any other character.
+        assert!(listed.unwrap().is_empty());
+        assert!(!removed.unwrap());
+    }
+    let response = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_browser_security_headers() {
+    let app = spawn_app().await;
+    let token = app.token("alice");
+    for (path, key) in [
+        ("/docs/", None),
+        ("/openapi.json", None),
+        ("/healthz", None),
+        ("/v1/me/notifications", Some(token.as_str())),
+        ("/v1/me/notifications", None),
+        ("/v1/nowhere", None),
+    ] {
+        let mut request = app.client.get(format!("{}{path}", app.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        let headers = response.headers();
+        let what = format!("{path} ({})", response.status());
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("content-security-policy", "frame-ancestors 'none'"),
+            ("referrer-policy", "no-referrer"),
+        ] {
+            assert_eq!(
+                headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{what}: {name}"
+            );
+        }
+    }
+}

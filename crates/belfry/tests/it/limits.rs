@@ -264,3 +264,90 @@ async fn the_conformance_echo_endpoint_is_off_unless_configured() {
     }
     assert_eq!(binary, Some(vec![0, 1, 2]));
 }
+
+/// Sends `head` (request line and headers announcing a body), then, when given, `trickle` (a
+/// byte of the body, or a chunk) per 200 ms of silence from the server. Returns when the server closes the
+/// connection (or panics after `DEADLINE`), with the time taken and what the server wrote.
+async fn send_body_slowly(addr: &str, head: &str, trickle: Option<&[u8]>) -> (Duration, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the server kept a client that sends no body for {DEADLINE:?}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                return (started.elapsed(), String::from_utf8_lossy(&answer).into());
+            }
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) if trickle.is_some() => {
+                if stream.write_all(trickle.unwrap_or_default()).await.is_err() {
+                    return (started.elapsed(), String::from_utf8_lossy(&answer).into());
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_body_that_never_arrives_or_trickles_is_answered_408_at_the_body_read_timeout() {
+    let app = spawn_app_with(|c| c.http.body_read_timeout_secs = 1).await;
+    let token = app.token("alice");
+    let heads: [(String, &[u8]); 3] = [
+        (
+            format!(
+                "POST /v1/notifications HTTP/1.1\r\nHost: belfry\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+                crate::support::API_KEY
+            ),
+            b" ",
+        ),
+        (
+            format!(
+                "PUT /v1/me/preferences HTTP/1.1\r\nHost: belfry\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            ),
+            b" ",
+        ),
+        (
+            format!(
+                "POST /v1/me/notifications/read HTTP/1.1\r\nHost: belfry\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+            ),
+            b"1\r\n \r\n",
+        ),
+    ];
+    for (head, piece) in &heads {
+        for trickle in [None, Some(*piece)] {
+            let (took, answer) = send_body_slowly(&addr(&app), head, trickle).await;
+            let what = format!("{} (trickle: {trickle:?})", head.lines().next().unwrap());
+            assert!(answer.starts_with("HTTP/1.1 408"), "{what}: {answer}");
+            assert!(
+                answer.contains("content-type: application/json"),
+                "{what}: {answer}"
+            );
+            assert!(
+                answer.contains(r#""code":"request_timeout""#),
+                "{what}: {answer}"
+            );
+            assert!(took >= Duration::from_millis(900), "{what}: {took:?}");
+            // One byte per 200 ms would take 20 s to send 100: the deadline does not move.
+            assert!(took < Duration::from_secs(5), "{what}: {took:?}");
+        }
+    }
+    // A route that does not read its body answers at once, and the connection does not wait
+    // for the body either.
+    let head = format!(
+        "POST /v1/me/notifications/read-all HTTP/1.1\r\nHost: belfry\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: 100\r\n\r\n"
+    );
+    let (_, answer) = send_body_slowly(&addr(&app), &head, None).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -52,3 +52,27 @@ async fn the_checkpointer_copies_the_wal_into_the_database_and_a_stop_truncates_
     app.stop().await;
     assert_eq!(file_len(&wal), 0, "a graceful stop truncates the WAL");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+
+    if !on_sqlite() {
+        return;
+    }
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = crate::support::test_config(&dir);
+    let data = dir.path().join("data");
+    config.database_url = format!("sqlite://{}", data.join("belfry.db").display());
+    let app = crate::support::start(config, dir).await;
+    app.notify("alice", "t", json!({})).await;
+    let mode = |path: std::path::PathBuf| {
+        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        meta.permissions().mode() & 0o777
+    };
+    assert_eq!(mode(data.clone()), 0o700, "the data directory");
+    for name in ["belfry.db", "belfry.db-wal", "belfry.db-shm"] {
+        assert_eq!(mode(data.join(name)), 0o600, "{name}");
+    }
+}

@@ -240,7 +240,7 @@ impl Feed {
 
     /// Lets a seq-less event through, unless it is a versioned change this connection already
     /// has (`None`). A change beyond the next version means one was lost on the way: it is
-    /// held back too, and the store's state goes out instead (`sync`).
+    /// dropped too, and the store's state goes out instead (`sync`, which covers it).
     fn admit(&mut self, event: Arc<Event>) -> Option<Arc<Event>> {
         let Some(version) = event.version else {
             return Some(event);

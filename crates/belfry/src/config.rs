@@ -138,7 +138,7 @@ impl Default for BrokerConfig {
     }
 }
 
-/// The HTTP server's connection timeouts (see `listener`).
+/// The HTTP server's connection timeouts (see `listener`) and cross-origin access.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -147,14 +147,41 @@ pub struct HttpConfig {
     /// disconnected after it, and so is a keep-alive connection idle for that long. It covers
     /// the WebSocket opening handshake too. Default 10.
     pub header_read_timeout_secs: u64,
+    /// Origins of web pages allowed to call the client routes (inbox, preferences, push
+    /// subscriptions, SSE, long-poll) across origins (CORS): exact origins such as
+    /// `https://app.example.com` or `http://localhost:5173` (scheme, host and port; no path, no
+    /// trailing slash), or `*` for any. Backend (API-key) routes never answer cross-origin.
+    /// Default: none (same origin only).
+    pub cors_allowed_origins: Vec<String>,
+    /// How long a browser may cache a CORS preflight answer, in seconds. Default 600.
+    pub cors_max_age_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             header_read_timeout_secs: 10,
+            cors_allowed_origins: Vec::new(),
+            cors_max_age_secs: 600,
         }
     }
+}
+
+/// Checks that `origin` is `*` or an origin in its canonical form (`scheme://host[:port]`).
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let url = reqwest::Url::parse(origin).map_err(|e| {
+        format!("`{origin}` is not an origin ({e}); write e.g. `https://app.example.com`")
+    })?;
+    let canonical = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https") || canonical != origin {
+        return Err(format!(
+            "`{origin}` is not an origin: write scheme://host[:port] with no path or trailing slash (`{canonical}`)"
+        ));
+    }
+    Ok(())
 }
 
 /// Credentials for the backend API (API keys) and for users (JWT).
@@ -239,6 +266,11 @@ pub struct WsConfig {
     /// same limits as `/v1/ws`, for the Autobahn conformance suite (`scripts/hardening.sh`).
     /// Never enable it in production. Default false.
     pub echo_endpoint: bool,
+    /// Origins whose pages may open a WebSocket (the handshake's `Origin` header), in the form
+    /// of `http.cors_allowed_origins` (`*` for any). A handshake from another origin gets 403.
+    /// The server's own origin (the handshake's `Host`) is always allowed, and so are clients
+    /// that send no `Origin` (not browsers). Default: `http.cors_allowed_origins`.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for WsConfig {
@@ -253,6 +285,7 @@ impl Default for WsConfig {
             max_frames_per_second: 50,
             frames_burst: 100,
             echo_endpoint: false,
+            allowed_origins: None,
         }
     }
 }
@@ -671,6 +704,13 @@ impl Config {
             return Err(ConfigError::Unusable(
                 "broker.url is required when broker.kind is redis or nats".into(),
             ));
+        }
+        let ws_origins = self.ws.allowed_origins.iter().flatten();
+        for (setting, origin) in (self.http.cors_allowed_origins.iter())
+            .map(|o| ("http.cors_allowed_origins", o))
+            .chain(ws_origins.map(|o| ("ws.allowed_origins", o)))
+        {
+            check_origin(origin).map_err(|e| ConfigError::Unusable(format!("{setting}: {e}")))?;
         }
         if self.auth.jwks_url.is_some() && self.auth.jwt_public_key.is_some() {
             return Err(ConfigError::Unusable(

@@ -37,7 +37,7 @@ const notifyN = (count: number) => (server: FakeBelfry) => {
 describe("NotificationBell", () => {
   it("names the unread count in the button's label and badge", async () => {
     const { bell } = await renderBell(notifyN(3));
-    expect(bell.getAttribute("aria-label")).toBe("Notifications (3 unread)");
+    expect(bell.getAttribute("aria-label")).toBe("Notifications, 3 unread");
     expect(bell.getAttribute("aria-expanded")).toBe("false");
     expect(bell.getAttribute("aria-haspopup")).toBe("dialog");
     expect(screen.getByTestId("belfry-badge").textContent).toBe("3");
@@ -52,7 +52,7 @@ describe("NotificationBell", () => {
   it("caps the badge at 99+ while the label keeps the real number", async () => {
     const { bell } = await renderBell(notifyN(150));
     expect(screen.getByTestId("belfry-badge").textContent).toBe("99+");
-    expect(bell.getAttribute("aria-label")).toBe("Notifications (150 unread)");
+    expect(bell.getAttribute("aria-label")).toBe("Notifications, 99+ unread (150)");
   });
 
   it("opens a labelled panel listing the notifications, newest first", async () => {
@@ -106,7 +106,7 @@ describe("NotificationBell", () => {
     expect(document.activeElement).toBe(buttons[1]);
 
     act(() => buttons[1]!.click());
-    await waitFor(() => expect(bell.getAttribute("aria-label")).toBe("Notifications (1 unread)"));
+    await waitFor(() => expect(bell.getAttribute("aria-label")).toBe("Notifications, 1 unread"));
     await waitFor(() => expect(server.unreadCount("alice")).toBe(1));
   });
 
@@ -161,7 +161,7 @@ describe("NotificationBell", () => {
     expect(items).toHaveLength(2);
     expect(items[0]!.getAttribute("data-count")).toBe("3");
     expect(items[1]!.textContent).toContain("A comment");
-    expect(bell.getAttribute("aria-label")).toBe("Notifications (2 unread)");
+    expect(bell.getAttribute("aria-label")).toBe("Notifications, 2 unread");
     expect(screen.getByTestId("belfry-badge").textContent).toBe("2");
     expect(document.activeElement).toBe(within(items[0]!).getByRole("button")); // same element, moved
   });

@@ -360,13 +360,16 @@ export function NotificationBell(props: NotificationBellProps) {
     if (open && next && rootRef.current && !rootRef.current.contains(next)) close(false);
   };
 
-  // The visible label ("Notifications") starts the accessible name, so voice control users can
-  // say what they see (WCAG 2.5.3).
+  // The name holds the badge's visible text outside parentheses, so voice control users can say
+  // what they see (WCAG 2.5.3; axe's label-content-name-mismatch ignores parenthesised text).
+  const shown = badgeText(unreadCount, maxBadgeCount);
   const buttonLabel = failed
     ? `${label} (unavailable)`
-    : unreadCount > 0
-      ? `${label} (${unreadCount} unread)`
-      : label;
+    : unreadCount === 0
+      ? label
+      : shown === String(unreadCount)
+        ? `${label}, ${unreadCount} unread`
+        : `${label}, ${shown} unread (${unreadCount})`;
   const panelStyle: CSSProperties | undefined = unstyled
     ? undefined
     : {

@@ -768,7 +768,16 @@ impl Config {
 fn write_private(path: &Path, secrets: &DevSecrets) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let fresh = !dir.exists();
         std::fs::create_dir_all(dir)?;
+        // The folder usually lands inside the user's project: keep its secrets (and the SQLite
+        // files beside them) out of version control.
+        if fresh {
+            std::fs::write(
+                dir.join(".gitignore"),
+                "# Created by Belfry: development secrets and data, never to be committed.\n*\n",
+            )?;
+        }
     }
     let text = toml::to_string(secrets).map_err(std::io::Error::other)?;
     let mut options = std::fs::OpenOptions::new();

@@ -13,8 +13,11 @@ use crate::config::LogConfig;
 /// Installs the global `tracing` subscriber (the binary calls this once; tests do not).
 pub fn init_logging(config: &LogConfig) {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Colour codes only for a terminal: redirected to a file or a journal they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = if config.format == "json" {
         builder.json().try_init()

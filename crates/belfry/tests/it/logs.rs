@@ -230,6 +230,11 @@ async fn scenario(format: &str) {
 
     // The capture sees what it must: the server's own debug lines, including a refused token.
     assert!(log.contains("belfry listening"), "{log}");
+    // Its stderr is a pipe, not a terminal: no colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that goes to a pipe:\n{log}"
+    );
     assert!(
         log.contains("websocket auth refused"),
         "the debug line of a refused WebSocket token is missing: the capture is blind\n{log}"

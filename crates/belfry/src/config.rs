@@ -862,6 +862,7 @@ mod tests {
             keys.insert(("[auth]".into(), optional.into()));
         }
         keys.insert(("[broker]".into(), "url".into()));
+        keys.insert(("[ws]".into(), "allowed_origins".into()));
         keys.insert(("[push]".into(), "vapid_private_key".into()));
         let redis = toml::Value::try_from(RedisIngestConfig::default()).unwrap();
         let nats = toml::Value::try_from(NatsIngestConfig::default()).unwrap();
@@ -899,6 +900,39 @@ mod tests {
         let file = dir.path().join("belfry.toml");
         std::fs::write(&file, "[ws]\noutbox_frame = 8\n").unwrap();
         assert!(Config::load(Some(&file), Figment::new()).is_err());
+    }
+
+    #[test]
+    fn cors_and_websocket_origins_must_be_exact_origins() {
+        for good in [
+            "*",
+            "http://localhost:5173",
+            "https://app.example.com",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(check_origin(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://localhost:5173/",
+            "https://app.example.com/app",
+            "localhost:5173",
+            "https://App.example.com",
+            "ftp://example.com",
+            "",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("belfry.toml");
+        std::fs::write(&file, "[ws]\nallowed_origins = [\"http://a.example/\"]\n").unwrap();
+        let error = Config::load(Some(&file), Figment::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("ws.allowed_origins"), "{error}");
+        assert!(
+            error.contains("`http://a.example`"),
+            "the canonical form: {error}"
+        );
     }
 
     #[test]

@@ -304,3 +304,15 @@ describe("NotificationBell's panel placement", () => {
     }
   });
 });
+
+describe("NotificationBell and errors while connected", () => {
+  it("calls onError for a failed action but keeps its normal look", async () => {
+    const errors: Error[] = [];
+    const { bell, server } = await renderBell(notifyN(1), { onError: (e) => errors.push(e) });
+    const socket = server.sockets.at(-1)!;
+    act(() => socket.deliver({ type: "error", code: "unavailable", message: "store unavailable" }));
+    await waitFor(() => expect(errors.map((e) => e.message)).toContain("store unavailable"));
+    expect(bell.getAttribute("aria-label")).toBe("Notifications, 1 unread");
+    expect(screen.queryByTestId("belfry-error-mark")).toBeNull();
+  });
+});

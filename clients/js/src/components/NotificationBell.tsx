@@ -261,11 +261,14 @@ export function NotificationBell(props: NotificationBellProps) {
     errorText = "Notifications are unavailable",
   } = props;
   const client = useBelfryClient();
-  const { notifications, unreadCount, hasMore, loadingMore, markRead, markSeen, markAllRead, loadMore, status, error } =
+  const { notifications, unreadCount, hasMore, loadingMore, markRead, markSeen, markAllRead, loadMore, status } =
     useNotifications();
   const [open, setOpen] = useState(false);
   const [placement, setPlacement] = useState<Placement>({ shift: 0, above: false });
-  // Not connected after an error: Belfry is down, refuses this page's origin or the token.
+  // The last error reported while not connected (Belfry down, this page's origin or the token
+  // refused), until the next connection. Errors while connected (a failed action, the notice of
+  // an SSE stream ending at its token's expiry) do not make the bell look broken.
+  const [error, setError] = useState<Error | null>(null);
   const failed = error !== null && status !== "connected";
   const [now, setNow] = useState(() => Date.now());
   const rootRef = useRef<HTMLDivElement>(null);
@@ -277,7 +280,17 @@ export function NotificationBell(props: NotificationBellProps) {
 
   const onErrorRef = useRef(onError);
   onErrorRef.current = onError;
-  useEffect(() => client.on("error", (e) => onErrorRef.current?.(e)), [client]);
+  useEffect(
+    () =>
+      client.on("error", (e) => {
+        if (client.getSnapshot().status !== "connected") setError(e);
+        onErrorRef.current?.(e);
+      }),
+    [client],
+  );
+  useEffect(() => {
+    if (status === "connected") setError(null);
+  }, [status]);
 
   // Keep the open panel on screen, now and when the window changes size or scrolls.
   useLayoutEffect(() => {

@@ -305,3 +305,35 @@ async fn a_token_in_the_query_is_refused_except_by_the_websocket_and_sse() {
     // So does the WebSocket handshake.
     app.ws_with_token(&token).await;
 }
+
+#[tokio::test]
+async fn a_refused_refresh_says_why_and_keeps_the_connection() {
+    let app = spawn_app().await;
+    let (mut ws, _) = app.ws_ready("alice", None).await;
+    let cases = [
+        (
+            hs256(json!({"sub": "alice", "exp": 1_700_000_000u64})),
+            "token expired at 2023-11-14T22:13:20Z",
+        ),
+        (
+            sign(json!({"sub": "alice", "exp": now() + 60}), "another-secret"),
+            "signature does not verify",
+        ),
+        (hs256(json!({"sub": "alice"})), "exp is required"),
+    ];
+    for (reference, (token, expected)) in (1..).zip(cases) {
+        ws.send_json(json!({"type": "auth", "token": token, "ref": reference}))
+            .await;
+        let answer = ws.next_json().await;
+        assert_eq!(answer["type"], "error", "{answer}");
+        assert_eq!(answer["code"], "unauthorized");
+        assert_eq!(answer["ref"], reference);
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{message}");
+    }
+    app.notify("alice", "still.open", json!({})).await;
+    assert_eq!(
+        ws.next_of("notification").await["notification"]["type"],
+        "still.open"
+    );
+}

@@ -81,6 +81,11 @@ test("one popover at a time, and settings closes on a page change", async () => 
   assert.equal(await page.getByTestId("belfry-panel").count(), 0, "opening settings closes the bell");
   await page.getByTestId("nav-todo").click();
   await waitFor("settings to close on the todo tab", async () => (await page.getByTestId("settings-panel").count()) === 0);
+  // By keyboard too (no pointer event outside the panel).
+  await page.getByTestId("settings-toggle").click();
+  await page.getByTestId("settings-panel").waitFor();
+  await page.getByTestId("nav-blog").press("Enter");
+  await waitFor("settings to close on the blog tab", async () => (await page.getByTestId("settings-panel").count()) === 0);
   await page.close();
 });
 

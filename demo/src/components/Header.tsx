@@ -94,7 +94,8 @@ export function Header({ users, user, onSignIn, live, page, onNavigate }: Props)
             Signed out
           </span>
         )}
-        {live && <NotificationSettings />}
+        {/* Keyed by page: going to another page closes the settings panel. */}
+        {live && <NotificationSettings key={page} />}
         {live && (
           <NotificationBell
             classNames={{

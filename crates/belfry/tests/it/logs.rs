@@ -75,6 +75,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_belfry"))
             .args(["--config", config.to_str().unwrap(), "serve"])
             .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -61,6 +61,7 @@ export function App() {
       <Header users={users} user={user} onSignIn={signIn} live={options !== null} page={pageName} onNavigate={navigate} />
       <main>
         {loadError && <p role="alert" className="error">{loadError}</p>}
+        {pageName === "blog" && <h1 className="page-title">Latest posts</h1>}
         {pageName === "blog" && <PostList users={users} user={user} getToken={blogToken} live={options !== null} />}
         {pageName === "todo" &&
           (user && options ? (

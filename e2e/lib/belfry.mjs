@@ -40,7 +40,9 @@ export async function waitFor(what, check, deadlineMs = DEADLINE_MS) {
 }
 
 export class Belfry {
-  constructor() {
+  /** `config`: extra lines for belfry.toml, appended after the test defaults. */
+  constructor({ config = [] } = {}) {
+    this.extraConfig = config;
     this.dir = mkdtempSync(join(tmpdir(), "belfry-e2e-"));
     this.configFile = join(this.dir, "belfry.toml");
     this.child = null;
@@ -59,6 +61,7 @@ export class Belfry {
           `secrets_file = "${join(this.dir, "secrets.toml")}"`,
           "[ws]",
           "heartbeat_interval_secs = 5",
+          ...this.extraConfig,
           "",
         ].join("\n"),
       );

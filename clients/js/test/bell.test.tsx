@@ -37,7 +37,7 @@ const notifyN = (count: number) => (server: FakeBelfry) => {
 describe("NotificationBell", () => {
   it("names the unread count in the button's label and badge", async () => {
     const { bell } = await renderBell(notifyN(3));
-    expect(bell.getAttribute("aria-label")).toBe("Notifications (3 unread)");
+    expect(bell.getAttribute("aria-label")).toBe("Notifications, 3 unread");
     expect(bell.getAttribute("aria-expanded")).toBe("false");
     expect(bell.getAttribute("aria-haspopup")).toBe("dialog");
     expect(screen.getByTestId("belfry-badge").textContent).toBe("3");
@@ -52,7 +52,7 @@ describe("NotificationBell", () => {
   it("caps the badge at 99+ while the label keeps the real number", async () => {
     const { bell } = await renderBell(notifyN(150));
     expect(screen.getByTestId("belfry-badge").textContent).toBe("99+");
-    expect(bell.getAttribute("aria-label")).toBe("Notifications (150 unread)");
+    expect(bell.getAttribute("aria-label")).toBe("Notifications, 99+ unread (150)");
   });
 
   it("opens a labelled panel listing the notifications, newest first", async () => {
@@ -106,7 +106,7 @@ describe("NotificationBell", () => {
     expect(document.activeElement).toBe(buttons[1]);
 
     act(() => buttons[1]!.click());
-    await waitFor(() => expect(bell.getAttribute("aria-label")).toBe("Notifications (1 unread)"));
+    await waitFor(() => expect(bell.getAttribute("aria-label")).toBe("Notifications, 1 unread"));
     await waitFor(() => expect(server.unreadCount("alice")).toBe(1));
   });
 
@@ -161,7 +161,7 @@ describe("NotificationBell", () => {
     expect(items).toHaveLength(2);
     expect(items[0]!.getAttribute("data-count")).toBe("3");
     expect(items[1]!.textContent).toContain("A comment");
-    expect(bell.getAttribute("aria-label")).toBe("Notifications (2 unread)");
+    expect(bell.getAttribute("aria-label")).toBe("Notifications, 2 unread");
     expect(screen.getByTestId("belfry-badge").textContent).toBe("2");
     expect(document.activeElement).toBe(within(items[0]!).getByRole("button")); // same element, moved
   });
@@ -219,7 +219,7 @@ describe("NotificationBell", () => {
     expect(item.textContent).toContain("Liked while muted");
     expect(item.getAttribute("data-unread")).toBe("false");
     expect(item.getAttribute("data-muted")).toBe("true");
-    expect(item.className).toBe("is-muted");
+    expect(item.className).toBe("belfry-bell__item belfry-bell__item--muted is-muted");
     expect(item.textContent).not.toContain("Unread:");
     expect(helpers).toEqual({ unread: false, muted: true });
   });
@@ -237,5 +237,82 @@ describe("NotificationBell", () => {
     fireEvent.click(screen.getByTestId("belfry-load-more"));
     await waitFor(() => expect(screen.getAllByTestId("belfry-item")).toHaveLength(25));
     expect(screen.queryByTestId("belfry-load-more")).toBeNull();
+  });
+});
+
+describe("NotificationBell when Belfry cannot be reached", () => {
+  it("shows an error state and calls onError instead of looking empty", async () => {
+    const s = setup();
+    clients.push(s.client);
+    s.server.httpDown = true;
+    const errors: Error[] = [];
+    render(
+      <BelfryProvider client={s.client}>
+        <NotificationBell onError={(e) => errors.push(e)} />
+      </BelfryProvider>,
+    );
+    const bell = screen.getByTestId("belfry-bell");
+    await waitFor(() => expect(errors.length).toBeGreaterThan(0));
+    expect(errors[0]!.message).toContain("http.cors_allowed_origins");
+    await waitFor(() => expect(bell.getAttribute("aria-label")).toBe("Notifications (unavailable)"));
+    expect(screen.getByTestId("belfry-error-mark")).toBeTruthy();
+    expect(bell.closest(".belfry-bell")?.getAttribute("data-state")).toBe("error");
+    fireEvent.click(bell);
+    const alert = within(screen.getByTestId("belfry-panel")).getByRole("alert");
+    expect(alert.textContent).toContain("Notifications are unavailable");
+    expect(screen.queryByText("No notifications yet")).toBeNull();
+  });
+
+  it("leaves the error state once connected", async () => {
+    const s = setup();
+    clients.push(s.client);
+    s.server.httpDown = true;
+    render(
+      <BelfryProvider client={s.client}>
+        <NotificationBell />
+      </BelfryProvider>,
+    );
+    const bell = screen.getByTestId("belfry-bell");
+    await waitFor(() => expect(bell.getAttribute("aria-label")).toBe("Notifications (unavailable)"));
+    s.server.httpDown = false;
+    await waitFor(() => expect(s.client.status).toBe("connected"), { timeout: 5000 });
+    expect(bell.getAttribute("aria-label")).toBe("Notifications");
+    expect(screen.queryByTestId("belfry-error-mark")).toBeNull();
+  });
+});
+
+describe("NotificationBell's panel placement", () => {
+  it("shifts a panel that would stick out of the viewport back inside it", async () => {
+    const { bell } = await renderBell(notifyN(1));
+    // jsdom has no layout: the panel reports a box that starts 100 px left of the viewport.
+    const original = HTMLElement.prototype.getBoundingClientRect;
+    HTMLElement.prototype.getBoundingClientRect = function (this: HTMLElement) {
+      if (this.dataset.testid === "belfry-panel") {
+        const shift = Number(/translateX\((-?\d+)px\)/.exec(this.style.transform)?.[1] ?? 0);
+        return { left: -100 + shift, right: 252 + shift, top: 40, bottom: 300, width: 352, height: 260, x: -100 + shift, y: 40, toJSON: () => ({}) } as DOMRect;
+      }
+      return { left: 0, right: 40, top: 0, bottom: 40, width: 40, height: 40, x: 0, y: 0, toJSON: () => ({}) } as DOMRect;
+    };
+    try {
+      fireEvent.click(bell);
+      const panel = screen.getByTestId("belfry-panel");
+      await waitFor(() => expect(panel.style.transform).toBe("translateX(108px)"));
+      expect(panel.getAttribute("data-placement")).toBe("below");
+      expect(panel.className).toContain("belfry-bell__panel");
+    } finally {
+      HTMLElement.prototype.getBoundingClientRect = original;
+    }
+  });
+});
+
+describe("NotificationBell and errors while connected", () => {
+  it("calls onError for a failed action but keeps its normal look", async () => {
+    const errors: Error[] = [];
+    const { bell, server } = await renderBell(notifyN(1), { onError: (e) => errors.push(e) });
+    const socket = server.sockets.at(-1)!;
+    act(() => socket.deliver({ type: "error", code: "unavailable", message: "store unavailable" }));
+    await waitFor(() => expect(errors.map((e) => e.message)).toContain("store unavailable"));
+    expect(bell.getAttribute("aria-label")).toBe("Notifications, 1 unread");
+    expect(screen.queryByTestId("belfry-error-mark")).toBeNull();
   });
 });

@@ -32,8 +32,15 @@ pub enum AppError {
     /// The auth configuration is unusable.
     #[error(transparent)]
     Auth(#[from] AuthError),
-    /// The listen address could not be bound or served.
-    #[error("cannot listen on {addr}: {source}")]
+    /// Another process holds the listen address.
+    #[error("{addr} is in use; pass --listen {}:PORT with a free PORT", addr.ip())]
+    InUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The listen address could not be bound or served. (The source is not repeated in the
+    /// message: error chains print it.)
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -154,9 +161,14 @@ impl App {
         let listener =
             TcpListener::bind(config.listen)
                 .await
-                .map_err(|source| AppError::Listen {
-                    addr: config.listen,
-                    source,
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AddrInUse => AppError::InUse {
+                        addr: config.listen,
+                    },
+                    _ => AppError::Listen {
+                        addr: config.listen,
+                        source,
+                    },
                 })?;
         let demo = if demo {
             let addr = listener.local_addr().map_err(|source| AppError::Listen {

@@ -153,7 +153,7 @@ impl Default for BrokerConfig {
     }
 }
 
-/// The HTTP server's connection timeouts (see `listener`).
+/// The HTTP server's connection timeouts (see `listener`) and cross-origin access.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -167,6 +167,14 @@ pub struct HttpConfig {
     /// After it the request is answered `408 request_timeout` and the connection closed.
     /// Default 30.
     pub body_read_timeout_secs: u64,
+    /// Origins of web pages allowed to call the client routes (inbox, preferences, push
+    /// subscriptions, SSE, long-poll) across origins (CORS): exact origins such as
+    /// `https://app.example.com` or `http://localhost:5173` (scheme, host and port; no path, no
+    /// trailing slash), or `*` for any. Backend (API-key) routes never answer cross-origin.
+    /// Default: none (same origin only).
+    pub cors_allowed_origins: Vec<String>,
+    /// How long a browser may cache a CORS preflight answer, in seconds. Default 600.
+    pub cors_max_age_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -174,8 +182,27 @@ impl Default for HttpConfig {
         Self {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
+            cors_allowed_origins: Vec::new(),
+            cors_max_age_secs: 600,
         }
     }
+}
+
+/// Checks that `origin` is `*` or an origin in its canonical form (`scheme://host[:port]`).
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let url = reqwest::Url::parse(origin).map_err(|e| {
+        format!("`{origin}` is not an origin ({e}); write e.g. `https://app.example.com`")
+    })?;
+    let canonical = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https") || canonical != origin {
+        return Err(format!(
+            "`{origin}` is not an origin: write scheme://host[:port] with no path or trailing slash (`{canonical}`)"
+        ));
+    }
+    Ok(())
 }
 
 /// Credentials for the backend API (API keys) and for users (JWT).
@@ -261,6 +288,11 @@ pub struct WsConfig {
     /// same limits as `/v1/ws`, for the Autobahn conformance suite (`scripts/hardening.sh`).
     /// Never enable it in production. Default false.
     pub echo_endpoint: bool,
+    /// Origins whose pages may open a WebSocket (the handshake's `Origin` header), in the form
+    /// of `http.cors_allowed_origins` (`*` for any). A handshake from another origin gets 403.
+    /// The server's own origin (the handshake's `Host`) is always allowed, and so are clients
+    /// that send no `Origin` (not browsers). Default: `http.cors_allowed_origins`.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for WsConfig {
@@ -275,6 +307,7 @@ impl Default for WsConfig {
             max_frames_per_second: 50,
             frames_burst: 100,
             echo_endpoint: false,
+            allowed_origins: None,
         }
     }
 }
@@ -778,6 +811,13 @@ impl Config {
                 "broker.url is required when broker.kind is redis or nats".into(),
             ));
         }
+        let ws_origins = self.ws.allowed_origins.iter().flatten();
+        for (setting, origin) in (self.http.cors_allowed_origins.iter())
+            .map(|o| ("http.cors_allowed_origins", o))
+            .chain(ws_origins.map(|o| ("ws.allowed_origins", o)))
+        {
+            check_origin(origin).map_err(|e| ConfigError::Unusable(format!("{setting}: {e}")))?;
+        }
         if self.auth.jwks_url.is_some() && self.auth.jwt_public_key.is_some() {
             return Err(ConfigError::Unusable(
                 "set auth.jwt_public_key or auth.jwks_url, not both".into(),
@@ -834,7 +874,16 @@ impl Config {
 fn write_private(path: &Path, secrets: &DevSecrets) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let fresh = !dir.exists();
         std::fs::create_dir_all(dir)?;
+        // The folder usually lands inside the user's project: keep its secrets (and the SQLite
+        // files beside them) out of version control.
+        if fresh {
+            std::fs::write(
+                dir.join(".gitignore"),
+                "# Created by Belfry: development secrets and data, never to be committed.\n*\n",
+            )?;
+        }
     }
     let text = toml::to_string(secrets).map_err(std::io::Error::other)?;
     let mut options = std::fs::OpenOptions::new();
@@ -966,6 +1015,7 @@ mod tests {
             keys.insert(("[auth]".into(), optional.into()));
         }
         keys.insert(("[broker]".into(), "url".into()));
+        keys.insert(("[ws]".into(), "allowed_origins".into()));
         keys.insert(("[push]".into(), "vapid_private_key".into()));
         let redis = toml::Value::try_from(RedisIngestConfig::default()).unwrap();
         let nats = toml::Value::try_from(NatsIngestConfig::default()).unwrap();
@@ -1003,6 +1053,39 @@ mod tests {
         let file = dir.path().join("belfry.toml");
         std::fs::write(&file, "[ws]\noutbox_frame = 8\n").unwrap();
         assert!(Config::load(Some(&file), Figment::new()).is_err());
+    }
+
+    #[test]
+    fn cors_and_websocket_origins_must_be_exact_origins() {
+        for good in [
+            "*",
+            "http://localhost:5173",
+            "https://app.example.com",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(check_origin(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://localhost:5173/",
+            "https://app.example.com/app",
+            "localhost:5173",
+            "https://App.example.com",
+            "ftp://example.com",
+            "",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("belfry.toml");
+        std::fs::write(&file, "[ws]\nallowed_origins = [\"http://a.example/\"]\n").unwrap();
+        let error = Config::load(Some(&file), Figment::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("ws.allowed_origins"), "{error}");
+        assert!(
+            error.contains("`http://a.example`"),
+            "the canonical form: {error}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use governor::{Quota, RateLimiter};
 use time::format_description::well_known::Rfc3339;
 
 use crate::app::AppState;
-use crate::auth::{RoomAccess, User};
+use crate::auth::{RoomAccess, RoomGrants, User};
 use crate::broker::{Broker, Topic, Watch, presence_query, presence_state};
 use crate::hub::{Hub, JoinError};
 use crate::model::{RoomName, UserId, now};
@@ -99,6 +99,8 @@ async fn announce(hub: &Hub, broker: &Arc<dyn Broker>, room: &RoomName) {
 struct Membership {
     _watch: Watch,
     access: RoomAccess,
+    /// Joined with a room ticket (its own token), not with the session token's grants.
+    by_ticket: bool,
 }
 
 /// One connection's rooms. Leaves them all when dropped.
@@ -195,9 +197,32 @@ impl Memberships {
             Membership {
                 _watch: watch,
                 access,
+                by_ticket: token.is_some(),
             },
         );
         Ok(joined.members)
+    }
+
+    /// After the session's token was refreshed: rooms joined on the old token's grants take the
+    /// new token's access, and those it no longer grants are left (and returned, for the client
+    /// to be told). Rooms joined with a room ticket keep the ticket's access.
+    pub async fn regrant(&mut self, grants: &RoomGrants) -> Vec<RoomName> {
+        let mut revoked = Vec::new();
+        for (room, membership) in &mut self.joined {
+            if membership.by_ticket {
+                continue;
+            }
+            match grants.access(room.as_str()) {
+                Some(access) => membership.access = access,
+                None => revoked.push(room.clone()),
+            }
+        }
+        for room in &revoked {
+            self.joined.remove(room);
+            self.state.hub.leave_room(&self.user, self.conn, room);
+            announce(&self.state.hub, &self.state.broker, room).await;
+        }
+        revoked
     }
 
     /// Leaves `room`.

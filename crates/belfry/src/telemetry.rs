@@ -39,7 +39,11 @@ fn capped(meta: &Metadata<'_>) -> bool {
 pub fn init_logging(config: &LogConfig) {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let filter = filter.and(filter_fn(|meta| !capped(meta)));
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only for a terminal: redirected to a file or a journal they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let layer = if config.format == "json" {
         layer.json().with_filter(filter).boxed()
     } else {

@@ -37,7 +37,7 @@ export function Header({ users, user, onSignIn, live, page, onNavigate }: Props)
         <svg aria-hidden="true" focusable="false" width="1.1em" height="1.1em" viewBox="0 0 24 24" fill="currentColor">
           <path d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1l-2-2Z" />
         </svg>{" "}
-        Belfry <span className="muted">demo</span>
+        <span className="brand-name">Belfry</span> <span className="muted">demo</span>
       </div>
       <nav className="pages" aria-label="Pages">
         {PAGES.map((p) => (
@@ -57,6 +57,9 @@ export function Header({ users, user, onSignIn, live, page, onNavigate }: Props)
         ))}
       </nav>
       <nav className="switcher" aria-label="Sign in as">
+        <span className="muted switcher-label" aria-hidden="true">
+          Sign in as
+        </span>
         {users.map((u) => (
           <button
             key={u.id}
@@ -65,7 +68,8 @@ export function Header({ users, user, onSignIn, live, page, onNavigate }: Props)
             aria-pressed={user?.id === u.id}
             onClick={() => onSignIn(u.id)}
           >
-            Sign in as {u.name}
+            <span className="sr-only">Sign in as </span>
+            {u.name}
           </button>
         ))}
         {user && (
@@ -76,8 +80,9 @@ export function Header({ users, user, onSignIn, live, page, onNavigate }: Props)
       </nav>
       <div className="session">
         {user ? (
-          <span>
-            Signed in as <strong data-testid="current-user">{user.name}</strong>
+          <span className="signed-in">
+            <span className="wide-only">Signed in as </span>
+            <strong data-testid="current-user">{user.name}</strong>
           </span>
         ) : (
           <span className="muted">Not signed in</span>
@@ -89,7 +94,8 @@ export function Header({ users, user, onSignIn, live, page, onNavigate }: Props)
             Signed out
           </span>
         )}
-        {live && <NotificationSettings />}
+        {/* Keyed by page: going to another page closes the settings panel. */}
+        {live && <NotificationSettings key={page} />}
         {live && (
           <NotificationBell
             classNames={{

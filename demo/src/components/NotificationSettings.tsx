@@ -55,6 +55,9 @@ export function NotificationSettings() {
     );
   };
 
+  // One popover at a time: a click anywhere else (the bell, a page tab) closes it, and so does
+  // going to another page with the browser's back and forward.
+  const rootRef = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (!open) return;
     const onKey = (event: KeyboardEvent) => {
@@ -62,8 +65,20 @@ export function NotificationSettings() {
       setOpen(false);
       buttonRef.current?.focus();
     };
+    const onPointerDown = (event: Event) => {
+      if (rootRef.current && !rootRef.current.contains(event.target as Node)) setOpen(false);
+    };
+    const onPopState = () => setOpen(false);
     document.addEventListener("keydown", onKey);
-    return () => document.removeEventListener("keydown", onKey);
+    document.addEventListener("mousedown", onPointerDown);
+    document.addEventListener("touchstart", onPointerDown);
+    window.addEventListener("popstate", onPopState);
+    return () => {
+      document.removeEventListener("keydown", onKey);
+      document.removeEventListener("mousedown", onPointerDown);
+      document.removeEventListener("touchstart", onPointerDown);
+      window.removeEventListener("popstate", onPopState);
+    };
   }, [open]);
 
   const state = error ? "error" : saving ? "saving" : loading && !preferences ? "loading" : savedOnce ? "saved" : "idle";
@@ -76,7 +91,7 @@ export function NotificationSettings() {
   }[state];
 
   return (
-    <div className="settings">
+    <div className="settings" ref={rootRef}>
       <button
         ref={buttonRef}
         type="button"

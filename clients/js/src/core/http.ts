@@ -93,7 +93,11 @@ export class BelfryHttp {
         });
       } catch (cause) {
         if (options.signal?.aborted) throw cause;
-        throw new BelfryError("network", `${method} ${path}: no answer from Belfry`, { cause });
+        throw new BelfryError(
+          "network",
+          `${method} ${path}: no answer from Belfry at ${this.url} (it is down, or refuses this page's origin: add it to http.cors_allowed_origins)`,
+          { cause },
+        );
       }
       if (response.status === 401 && attempt === 0) {
         this.tokens.invalidateIf(token);

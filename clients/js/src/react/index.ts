@@ -9,6 +9,7 @@ export { useRoom, type UseRoomOptions, type UseRoomResult } from "./useRoom.js";
 export { usePreferences, type UsePreferencesResult } from "./usePreferences.js";
 export {
   NotificationBell,
+  bellClasses,
   type NotificationBellClassNames,
   type NotificationBellProps,
   type RenderItemHelpers,

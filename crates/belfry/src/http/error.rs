@@ -199,6 +199,7 @@ impl From<PollError> for ApiError {
         match e {
             PollError::Register(r) => Self::new(ErrorCode::RateLimited, r.to_string()),
             PollError::Store(s) => s.into(),
+            PollError::Expired(e) => AuthError::Token(e).into(),
         }
     }
 }

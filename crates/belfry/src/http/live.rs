@@ -14,8 +14,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::cors::{ForeignOrigin, check_ws_origin};
 use super::error::ApiError;
-use super::extract::{ApiQuery, CurrentUser};
+use super::extract::{ApiQuery, CurrentUser, EventSourceUser};
 use crate::app::AppState;
 use crate::model::{Notification, Seq, StateVersion};
 use crate::protocol::{CloseCode, ErrorCode, VERSION};
@@ -36,12 +37,26 @@ pub struct WsParams {
 
 /// Open a WebSocket (protocol in docs/protocol.md).
 #[utoipa::path(get, path = "/v1/ws", tag = "live", params(WsParams),
-    responses((status = 101, description = "Switching protocols"), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 101, description = "Switching protocols"), (status = 400, body = super::error::ErrorBody),
+        (status = 403, description = "The page's `Origin` is not in `ws.allowed_origins`", body = super::error::ErrorBody)))]
 pub async fn ws(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(params): ApiQuery<WsParams>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Browsers send any page's cookies and let any page open a WebSocket: the Origin check is
+    // what keeps a foreign page from using one (with a token it obtained elsewhere, or against
+    // a deployment that authenticates by network position).
+    if let Err(ForeignOrigin(origin)) =
+        check_ws_origin(&headers, &state.config.ws, &state.config.http)
+    {
+        tracing::warn!(%origin, "websocket handshake from a foreign origin refused");
+        let message = format!(
+            "origin {origin} may not open a WebSocket; add it to ws.allowed_origins (or http.cors_allowed_origins)"
+        );
+        return ApiError::new(ErrorCode::Forbidden, message).into_response();
+    }
     // A request that is no WebSocket handshake gets the same JSON error body as every other.
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -67,7 +82,7 @@ pub async fn ws(
                 Ok::<_, axum::Error>(match out {
                     Outbound::Text(text) => Message::Text((&*text).into()),
                     Outbound::Ping => Message::Ping(Bytes::new()),
-                    Outbound::Close(code) => close_message(code),
+                    Outbound::Close(code, reason) => close_message(code, &reason),
                 })
             });
             let stream = stream.map(|message| match message {
@@ -95,15 +110,15 @@ pub(super) fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocke
         .max_frame_size(max.saturating_mul(2).max(1024))
 }
 
-fn close_message(code: CloseCode) -> Message {
+fn close_message(code: CloseCode, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code: code.code(),
-        reason: code.reason().into(),
+        reason: reason.into(),
     }))
 }
 
 async fn close_with(mut socket: WebSocket, code: CloseCode) {
-    let _ = socket.send(close_message(code)).await;
+    let _ = socket.send(close_message(code, code.reason())).await;
 }
 
 fn is_capacity_error(e: &axum::Error) -> bool {
@@ -128,7 +143,7 @@ pub struct SseParams {
     responses((status = 200, description = "text/event-stream"), (status = 401, body = super::error::ErrorBody)))]
 pub async fn sse(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    EventSourceUser(user): EventSourceUser,
     ApiQuery(params): ApiQuery<SseParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -146,7 +161,7 @@ pub async fn sse(
     };
     let heartbeat = Duration::from_secs(state.config.ws.heartbeat_interval_secs);
     let (feed, hello) = Feed::open(&state, &user.id, since).await?;
-    let stream = transport::sse::stream(state, feed, hello);
+    let stream = transport::sse::stream(state, user.expires_at, feed, hello);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("ping"))
         .into_response())
@@ -158,14 +173,12 @@ pub async fn sse(
 pub struct PollParams {
     /// Return notifications with a greater seq (default 0).
     after: Option<Seq>,
-    /// Seconds to wait when there is nothing yet (default 25, at most `poll.max_timeout_secs`).
+    /// Seconds to wait when there is nothing yet (default 25, at most `poll.max_timeout_secs`),
+    /// and never past the token's `exp` (then 401 "token expired at …").
     timeout: Option<u64>,
     /// The `state_version` of the previous answer: a read-state or preferences change beyond
     /// it (from any tab or node) answers at once too.
     state_version: Option<StateVersion>,
-    /// The user's JWT, when no Authorization header is sent.
-    #[allow(dead_code)]
-    token: Option<String>,
 }
 
 /// A long-poll answer.
@@ -201,7 +214,7 @@ pub async fn poll(
     }
     let outcome = transport::poll::poll(
         &state,
-        &user.id,
+        &user,
         params.after.unwrap_or(0).max(0),
         params.state_version,
         Duration::from_secs(timeout),

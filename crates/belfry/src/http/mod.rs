@@ -4,6 +4,7 @@
 
 mod api;
 mod conformance;
+mod cors;
 mod error;
 mod extract;
 mod inbox;
@@ -30,10 +31,8 @@ use crate::app::AppState;
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
-    let mut router = Router::new()
-        .route("/v1/notifications", post(api::notify))
-        .route("/v1/notifications/batch", post(api::batch))
-        .route("/v1/rooms/{room}/messages", post(api::room_message))
+    // The routes a web page calls (with a user token): the only ones that answer cross-origin.
+    let client = Router::new()
         .route("/v1/me/notifications", get(inbox::list))
         .route("/v1/me/unread-count", get(inbox::unread_count))
         .route("/v1/me/notifications/read", post(inbox::read))
@@ -46,18 +45,27 @@ pub fn router(state: AppState) -> Router {
             "/v1/me/preferences",
             get(preferences::mine).put(preferences::replace_mine),
         )
-        .route(
-            "/v1/users/{user_id}/preferences",
-            get(preferences::of_user).put(preferences::replace_of_user),
-        )
         .route("/v1/push/vapid-public-key", get(push::vapid_public_key))
         .route(
             "/v1/me/push-subscriptions",
             post(push::subscribe).delete(push::unsubscribe),
         )
-        .route("/v1/ws", get(live::ws))
         .route("/v1/sse", get(live::sse))
-        .route("/v1/poll", get(live::poll))
+        .route("/v1/poll", get(live::poll));
+    let client = match cors::layer(&state.config.http) {
+        Some(cors) => client.layer(cors),
+        None => client,
+    };
+    let mut router = Router::new()
+        .route("/v1/notifications", post(api::notify))
+        .route("/v1/notifications/batch", post(api::batch))
+        .route("/v1/rooms/{room}/messages", post(api::room_message))
+        .route(
+            "/v1/users/{user_id}/preferences",
+            get(preferences::of_user).put(preferences::replace_of_user),
+        )
+        .route("/v1/ws", get(live::ws))
+        .merge(client)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

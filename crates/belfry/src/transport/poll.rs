@@ -1,9 +1,12 @@
 //! Long-poll: answer at once when the user has notifications after `after`, else wait for one
-//! (or the timeout, or shutdown) and answer then.
+//! (or the timeout, or shutdown) and answer then. A poll never answers after its token's `exp`:
+//! a wait that reaches `exp` ends there with [`PollError::Expired`] (401 "token expired at …"),
+//! and the client polls again with a fresh token from where it was.
 
 use std::time::Duration;
 
 use crate::app::AppState;
+use crate::auth::{TokenError, User, expiry_deadline};
 use crate::hub::RegisterError;
 use crate::model::{Notification, Seq, StateVersion, UserId};
 use crate::store::StoreError;
@@ -20,6 +23,9 @@ pub enum PollError {
     /// The user holds too many live connections.
     #[error(transparent)]
     Register(#[from] RegisterError),
+    /// The token expired while the poll waited.
+    #[error(transparent)]
+    Expired(TokenError),
 }
 
 /// What a poll returns.
@@ -35,21 +41,25 @@ pub struct PollOutcome {
     pub state_version: StateVersion,
 }
 
-/// Waits up to `timeout` for notifications of `user` after `after`, or (when the client passed
-/// the state version it has) for a read-state or preferences change beyond `known_version`.
+/// Waits up to `timeout`, and never past the token's `exp`, for notifications of `user` after
+/// `after`, or (when the client passed the state version it has) for a read-state or
+/// preferences change beyond `known_version`.
 pub async fn poll(
     state: &AppState,
-    user: &UserId,
+    principal: &User,
     after: Seq,
     known_version: Option<StateVersion>,
     timeout: Duration,
 ) -> Result<PollOutcome, PollError> {
+    let user: &UserId = &principal.id;
     // Register before reading, so a change committed between the read and the wait still
     // wakes this poll.
     let mut registration = state.hub.register(user)?;
     let _watch =
         crate::broker::Watch::start(&state.broker, crate::broker::Topic::User(user.clone())).await;
-    let deadline = tokio::time::Instant::now() + timeout;
+    let now = tokio::time::Instant::now();
+    let deadline = now.checked_add(timeout).unwrap_or(now);
+    let expiry = expiry_deadline(principal.expires_at);
     loop {
         let counts = state.store.counts(user).await?;
         state.hub.observe(user, counts.position());
@@ -73,6 +83,9 @@ pub async fn poll(
             let event = tokio::select! {
                 () = state.shutdown.cancelled() => break false,
                 () = tokio::time::sleep_until(deadline) => break false,
+                () = tokio::time::sleep_until(expiry) => {
+                    return Err(PollError::Expired(TokenError::expired_now(principal.expires_at)));
+                }
                 () = registration.slow.cancelled() => break true,
                 event = registration.outbox.recv() => event,
             };

@@ -1,5 +1,7 @@
 //! The Server-Sent Events session: the same feed as the WebSocket, one SSE event per frame,
-//! `id: <seq>` on notifications so the browser's `Last-Event-ID` resumes exactly.
+//! `id: <seq>` on notifications so the browser's `Last-Event-ID` resumes exactly. A stream
+//! never outlives its token: at `exp` it sends an `error` frame (`unauthorized`, "token expired
+//! at …") and ends; the client reconnects with a fresh token.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -9,7 +11,8 @@ use futures_util::Stream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::app::AppState;
-use crate::protocol::Event;
+use crate::auth::{TokenError, expiry_deadline};
+use crate::protocol::{ErrorCode, Event, ServerFrame};
 use crate::transport::Feed;
 
 fn to_sse(event: &Event) -> SseEvent {
@@ -22,10 +25,23 @@ fn to_sse(event: &Event) -> SseEvent {
     }
 }
 
-/// The event stream of one SSE connection: `hello`, then the feed, until shutdown, a slow
-/// outbox or a store failure ends it (the browser then reconnects with `Last-Event-ID`).
+/// The frame sent when the token expires, before the stream ends.
+fn expired_frame(expires_at: u64) -> Event {
+    let message = TokenError::expired_now(expires_at).to_string();
+    ServerFrame::Error {
+        reference: None,
+        code: ErrorCode::Unauthorized,
+        message: &message,
+    }
+    .encode()
+}
+
+/// The event stream of one SSE connection: `hello`, then the feed, until the token expires
+/// (`expires_at`, Unix seconds), shutdown, a slow outbox or a store failure ends it (the browser then reconnects with
+/// `Last-Event-ID`).
 pub fn stream(
     state: AppState,
+    expires_at: u64,
     feed: Feed,
     hello: Event,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
@@ -37,15 +53,25 @@ pub fn stream(
         hello: Option<Event>,
         shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
         slowed: Pin<Box<WaitForCancellationFutureOwned>>,
+        expired: Pin<Box<tokio::time::Sleep>>,
+        expires_at: u64,
+        /// Set once the expiry frame went out: the stream ends next.
+        ended: bool,
     }
     let session = Session {
         shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
         slowed: Box::pin(feed.slow_token().cancelled_owned()),
+        expired: Box::pin(tokio::time::sleep_until(expiry_deadline(expires_at))),
+        expires_at,
+        ended: false,
         state,
         feed,
         hello: Some(hello),
     };
     futures_util::stream::unfold(session, |mut s| async move {
+        if s.ended {
+            return None;
+        }
         if let Some(hello) = s.hello.take() {
             return Some((Ok(to_sse(&hello)), s));
         }
@@ -53,6 +79,11 @@ pub fn stream(
             biased;
             () = &mut s.shutdown => None,
             () = &mut s.slowed => None,
+            () = &mut s.expired => {
+                s.ended = true;
+                let frame = expired_frame(s.expires_at);
+                return Some((Ok(to_sse(&frame)), s));
+            }
             event = s.feed.next() => match event {
                 Ok(Some(event)) => Some(event),
                 Ok(None) => None,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
 use crate::app::AppState;
-use crate::auth::User;
+use crate::auth::{TokenError, User, expiry_deadline};
 use crate::model::{NotificationId, Seq, StateChange, UserId};
 use crate::protocol::{ClientFrame, CloseCode, ErrorCode, Event, ServerFrame};
 use crate::rooms::Memberships;
@@ -43,8 +43,20 @@ pub enum Outbound {
     Text(Arc<str>),
     /// A WebSocket ping.
     Ping,
-    /// A close frame with a code from the catalogue.
-    Close(CloseCode),
+    /// A close frame with a code from the catalogue and its reason text (at most 123 bytes).
+    Close(CloseCode, Arc<str>),
+}
+
+/// Longest close reason the WebSocket protocol allows, in bytes (RFC 6455 §5.5).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// `text` cut to fit a close frame, at a character boundary.
+fn close_reason(text: &str) -> Arc<str> {
+    let mut end = text.len().min(MAX_CLOSE_REASON);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Arc::from(&text[..end])
 }
 
 /// Connection parameters from the upgrade request.
@@ -58,6 +70,8 @@ pub struct Params {
 
 enum Stop {
     Close(CloseCode),
+    /// The token was refused or expired: an `error` frame with the reason, then 4001 with it.
+    Unauthorized(String),
     Gone,
 }
 
@@ -71,8 +85,20 @@ where
     // only when it has something (see `gate`).
     let mut stream = Gated::new(stream);
     let outcome = session(&state, params, &mut sink, &mut stream).await;
-    if let Stop::Close(code) = outcome {
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Outbound::Close(code))).await;
+    let close = match outcome {
+        Stop::Gone => None,
+        Stop::Close(code) => Some(Outbound::Close(code, Arc::from(code.reason()))),
+        Stop::Unauthorized(message) => {
+            let frame = error_frame(None, ErrorCode::Unauthorized, &message);
+            let _ = send(&mut sink, Outbound::Text(frame.json)).await;
+            Some(Outbound::Close(
+                CloseCode::Unauthorized,
+                close_reason(&message),
+            ))
+        }
+    };
+    if let Some(close) = close {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(close)).await;
         // The closing handshake: read (and drop) until the peer's close, briefly. Closing the
         // socket with its frames unread would make the kernel reset the connection, and the
         // client could lose our close frame (a flooding client, closed with 4011, would).
@@ -125,21 +151,23 @@ where
     // every frame sent.
     let shutdown = state.shutdown.cancelled();
     let slowed = slow.cancelled();
+    // Frames a client frame causes besides its reply (rooms left on a narrower refresh).
+    let mut notices: Vec<Event> = Vec::new();
     let mut expires_at = user.expires_at;
-    let expired = tokio::time::sleep(until_unix(expires_at));
+    let expired = tokio::time::sleep_until(expiry_deadline(expires_at));
     tokio::pin!(shutdown, slowed, expired);
     loop {
         if user.expires_at != expires_at {
             expires_at = user.expires_at;
-            expired
-                .as_mut()
-                .reset(tokio::time::Instant::now() + until_unix(expires_at));
+            expired.as_mut().reset(expiry_deadline(expires_at));
         }
         tokio::select! {
             biased;
             () = &mut shutdown => return Stop::Close(CloseCode::Shutdown),
             () = &mut slowed => return Stop::Close(CloseCode::Slow),
-            () = &mut expired => return Stop::Close(CloseCode::Unauthorized),
+            () = &mut expired => {
+                return Stop::Unauthorized(TokenError::expired_now(expires_at).to_string());
+            }
             inbound = stream.next() => {
                 last_heard = Instant::now();
                 let text = match inbound {
@@ -152,11 +180,11 @@ where
                 if text.len() > max_frame {
                     return Stop::Close(CloseCode::MessageTooBig);
                 }
-                let reply = handle_frame(state, &mut user, &mut rooms, &text).await;
-                if let Some(reply) = reply
-                    && !send(sink, Outbound::Text(reply.json)).await
-                {
-                    return Stop::Gone;
+                let reply = handle_frame(state, &mut user, &mut rooms, &text, &mut notices).await;
+                for notice in notices.drain(..).chain(reply) {
+                    if !send(sink, Outbound::Text(notice.json)).await {
+                        return Stop::Gone;
+                    }
                 }
             }
             event = feed.next() => match event {
@@ -204,14 +232,6 @@ async fn send<S: Sink<Outbound> + Unpin>(sink: &mut S, frame: Outbound) -> bool 
     )
 }
 
-/// Time left until a Unix timestamp (seconds), saturating at zero.
-fn until_unix(at: u64) -> Duration {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_secs(at).saturating_sub(now)
-}
-
 async fn authenticate<R>(
     state: &AppState,
     params: Params,
@@ -253,17 +273,19 @@ where
         Ok(user) => Ok((user, since)),
         Err(e) => {
             tracing::debug!(reason = %e, "websocket auth refused");
-            Err(Stop::Close(CloseCode::Unauthorized))
+            Err(Stop::Unauthorized(e.to_string()))
         }
     }
 }
 
-/// Handles one client frame; returns the reply to send, if any.
+/// Handles one client frame; returns the reply to send, if any, and pushes onto `notices` the
+/// frames to send before it.
 async fn handle_frame(
     state: &AppState,
     session_user: &mut User,
     rooms: &mut Memberships,
     text: &str,
+    notices: &mut Vec<Event>,
 ) -> Option<Event> {
     let user = &session_user.id.clone();
     let frame = match ClientFrame::parse(text) {
@@ -279,6 +301,13 @@ async fn handle_frame(
         }
         ClientFrame::Auth { token, .. } => match state.auth.verify(&token).await {
             Ok(fresh) if &fresh.id == user => {
+                // The new token's grants rule from now on: a room the old one granted and the
+                // new one does not is left, and the client told with an `error` frame.
+                for room in rooms.regrant(&fresh.grants).await {
+                    let message =
+                        format!("left room `{room}`: the refreshed token does not grant it");
+                    notices.push(error_frame(None, ErrorCode::Forbidden, &message));
+                }
                 *session_user = fresh;
                 Ok(())
             }

@@ -107,7 +107,8 @@ async fn bad_user_tokens_are_401_on_http() {
     )
     .await;
     assert_eq!(status, 401);
-    assert_eq!(body["error"]["message"], "token expired");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("token expired at "), "{message}");
 }
 
 #[tokio::test]
@@ -205,4 +206,57 @@ async fn a_refresh_token_for_another_user_is_refused() {
     assert_eq!(answer["type"], "error");
     assert_eq!(answer["code"], "forbidden");
     assert_eq!(answer["ref"], 9);
+}
+
+#[tokio::test]
+async fn a_refresh_whose_exp_is_near_the_end_of_time_keeps_the_connection_alive() {
+    let app = spawn_app().await;
+    let (mut ws, _) = app.ws_ready("alice", None).await;
+    for (reference, exp) in [(1, u64::MAX), (2, u64::MAX / 2), (3, now() + 3600)] {
+        let token = hs256(json!({"sub": "alice", "exp": exp}), JWT_SECRET);
+        ws.send_json(json!({"type": "auth", "token": token, "ref": reference}))
+            .await;
+        assert_eq!(
+            ws.next_json().await,
+            json!({"type": "ack", "ref": reference})
+        );
+    }
+    app.notify("alice", "still.here", json!({})).await;
+    let frame = ws.next_of("notification").await;
+    assert_eq!(frame["notification"]["type"], "still.here");
+}
+
+#[tokio::test]
+async fn a_refresh_with_a_narrower_token_leaves_the_rooms_it_no_longer_grants() {
+    let app = spawn_app().await;
+    let wide = app.token_with("alice", |c| c.rooms = vec!["doc:*".into(), "chat:*".into()]);
+    let mut ws = app.ws_with_token(&wide).await;
+    for (reference, room) in [(1, "doc:1"), (2, "chat:1")] {
+        ws.send_json(json!({"type": "join", "room": room, "ref": reference}))
+            .await;
+        assert_eq!(ws.next_of("joined").await["ref"], reference);
+    }
+    let narrow = app.token_with("alice", |c| c.rooms_read = vec!["chat:*".into()]);
+    ws.send_json(json!({"type": "auth", "token": narrow, "ref": 3}))
+        .await;
+    let notice = ws.next_json().await;
+    assert_eq!(notice["type"], "error", "{notice}");
+    assert_eq!(notice["code"], "forbidden");
+    assert_eq!(
+        notice["message"],
+        "left room `doc:1`: the refreshed token does not grant it"
+    );
+    assert_eq!(ws.next_json().await, json!({"type": "ack", "ref": 3}));
+    // Out of doc:1; still in chat:1, read-only now.
+    ws.send_json(json!({"type": "publish", "room": "doc:1", "data": 1, "ref": 4}))
+        .await;
+    let answer = ws.next_of("error").await;
+    assert_eq!(answer["message"], "join `doc:1` before publishing");
+    ws.send_json(json!({"type": "publish", "room": "chat:1", "data": 1, "ref": 5}))
+        .await;
+    let answer = ws.next_of("error").await;
+    assert_eq!(answer["message"], "read-only in `chat:1`");
+    ws.send_json(json!({"type": "leave", "room": "chat:1", "ref": 6}))
+        .await;
+    assert_eq!(ws.next_json().await, json!({"type": "ack", "ref": 6}));
 }

@@ -174,3 +174,40 @@ fn print_config_and_errors_show_no_password_inside_a_url() {
     assert!(stderr.contains("mysql://root:***@db/belfry"), "{stderr}");
     assert!(!stderr.contains("pw-mysql"), "{stderr}");
 }
+
+#[test]
+fn a_taken_port_is_reported_once_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = write_config(dir.path(), &addr.to_string());
+    let output = belfry()
+        .args(["--config", config.to_str().unwrap()])
+        .args([
+            "--database-url",
+            &format!("sqlite://{}", dir.path().join("b.db").display()),
+        ])
+        .arg("serve")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let expected = format!("{addr} is in use; pass --listen 127.0.0.1:PORT with a free PORT");
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(stderr.matches("in use").count(), 1, "said once: {stderr}");
+}
+
+#[test]
+fn the_generated_development_secrets_folder_ignores_itself_in_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = belfry()
+        .args(["token", "--user", "42"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(dir.path().join("belfry-data/secrets.toml").exists());
+    let ignore = std::fs::read_to_string(dir.path().join("belfry-data/.gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "*"), "{ignore}");
+}

@@ -76,6 +76,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_belfry"))
             .args(["--config", config.to_str().unwrap(), "serve"])
             .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -239,6 +240,11 @@ async fn scenario(format: &str, filter: &str) -> String {
 
     // The capture sees what it must: the server's own debug lines, including a refused token.
     assert!(log.contains("belfry listening"), "{log}");
+    // Its stderr is a pipe, not a terminal: no colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that goes to a pipe:\n{log}"
+    );
     assert!(
         log.contains("websocket auth refused"),
         "the debug line of a refused WebSocket token is missing: the capture is blind\n{log}"

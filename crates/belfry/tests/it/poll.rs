@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::spawn_app;
+use crate::support::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_poll_with_news_answers_at_once() {
@@ -56,4 +56,45 @@ async fn a_poll_with_no_news_answers_empty_at_the_timeout() {
     );
     let (status, body) = app.get_as("alice", "/v1/poll?timeout=999").await;
     assert_eq!(status, 422, "{body}");
+}
+
+#[tokio::test]
+async fn a_poll_never_answers_after_its_tokens_exp() {
+    let app = spawn_app_with(|c| c.auth.leeway_secs = 0).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "alice", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(crate::support::JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    // A wait of 50 s would end long after the token: it ends at `exp`, with a 401.
+    let response = tokio::time::timeout(
+        crate::support::DEADLINE,
+        app.client
+            .get(format!("{}/v1/poll?after=0&timeout=50", app.base))
+            .bearer_auth(&token)
+            .send(),
+    )
+    .await
+    .expect("the poll was still waiting after its token expired")
+    .unwrap();
+    let ended = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(response.status(), 401);
+    assert!(ended >= exp, "answered at {ended}, before exp {exp}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("token expired at "),
+        "{body}"
+    );
 }

@@ -3,7 +3,7 @@
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::support::{DEADLINE, TestApp, spawn_app};
+use crate::support::{DEADLINE, TestApp, spawn_app, spawn_app_with};
 
 /// A minimal SSE reader over a real HTTP response.
 struct SseClient {
@@ -20,9 +20,11 @@ struct SseEvent {
 
 impl SseClient {
     async fn open(app: &TestApp, user: &str, last_event_id: Option<&str>) -> Self {
-        let mut request = app
-            .client
-            .get(format!("{}/v1/sse?token={}", app.base, app.token(user)));
+        Self::open_with_token(app, &app.token(user), last_event_id).await
+    }
+
+    async fn open_with_token(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = app.client.get(format!("{}/v1/sse?token={token}", app.base));
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -73,6 +75,56 @@ impl SseClient {
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
+
+    /// Waits for the server to end the stream (keep-alive comments are skipped).
+    async fn ended(&mut self) {
+        loop {
+            match tokio::time::timeout(DEADLINE, self.body.next())
+                .await
+                .expect("the stream did not end in time")
+            {
+                None => return,
+                Some(Ok(chunk)) => {
+                    let text = String::from_utf8_lossy(&chunk);
+                    assert!(
+                        text.lines().all(|l| l.is_empty() || l.starts_with(':')),
+                        "an event after the end: {text}"
+                    );
+                }
+                Some(Err(_)) => return,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_sse_stream_ends_at_its_tokens_exp_with_an_unauthorized_error() {
+    let app = spawn_app_with(|c| c.auth.leeway_secs = 0).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "alice", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(crate::support::JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut sse = SseClient::open_with_token(&app, &token, None).await;
+    assert_eq!(sse.next().await.event, "hello");
+    let last = sse.next().await;
+    assert_eq!(last.event, "error", "{:?}", last.data);
+    assert_eq!(last.data["code"], "unauthorized");
+    assert!(
+        last.data["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("token expired at "),
+        "{:?}",
+        last.data
+    );
+    sse.ended().await;
 }
 
 #[tokio::test]

@@ -805,10 +805,23 @@ impl Config {
     }
 }
 
+/// Creates `dir` and its missing parents, owner-only (0700) on Unix; an existing directory
+/// keeps its mode. The data directory holds the secrets file and the SQLite database.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 fn write_private(path: &Path, secrets: &DevSecrets) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
     }
     let text = toml::to_string(secrets).map_err(std::io::Error::other)?;
     let mut options = std::fs::OpenOptions::new();
@@ -985,6 +998,13 @@ mod tests {
         let mut a = Config::default();
         a.auth.secrets_file = dir.path().join("s/secrets.toml");
         assert!(a.ensure_dev_secrets().unwrap());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir.path().join("s")), 0o700, "the data directory");
+            assert_eq!(mode(&a.auth.secrets_file), 0o600);
+        }
         let mut b = Config::default();
         b.auth.secrets_file = a.auth.secrets_file.clone();
         b.ensure_dev_secrets().unwrap();

@@ -154,6 +154,11 @@ pub struct HttpConfig {
     /// After it the request is answered `408 request_timeout` and the connection closed.
     /// Default 30.
     pub body_read_timeout_secs: u64,
+    /// Most HTTP connections open at once on this node: API requests, WebSocket, SSE and
+    /// long-poll connections, and clients still sending headers or a body, alike. Beyond it a
+    /// new connection is answered `429 rate_limited` and closed. Keep it above
+    /// `ws.max_connections_per_node`. Default 110000.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -161,6 +166,7 @@ impl Default for HttpConfig {
         Self {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
+            max_connections: 110_000,
         }
     }
 }
@@ -725,6 +731,11 @@ impl Config {
         if self.http.header_read_timeout_secs == 0 {
             return Err(ConfigError::Unusable(
                 "http.header_read_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::Unusable(
+                "http.max_connections must be at least 1".into(),
             ));
         }
         if self.http.body_read_timeout_secs == 0 {

@@ -241,12 +241,13 @@ impl App {
         let router = crate::http::router(state.clone());
         let stop = state.shutdown.clone();
         tracing::info!(%addr, "belfry listening");
-        let timeouts = crate::listener::Timeouts {
+        let limits = crate::listener::Limits {
+            max_connections: state.config.http.max_connections,
             header_read: Duration::from_secs(state.config.http.header_read_timeout_secs),
             body_read: Duration::from_secs(state.config.http.body_read_timeout_secs),
             drain: DRAIN_TIMEOUT,
         };
-        crate::listener::serve(listener, router, timeouts, stop).await;
+        crate::listener::serve(listener, router, limits, stop).await;
         state.tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
             .await

@@ -327,7 +327,9 @@ impl Jwks {
         *last = Some(Instant::now());
         match self.fetch().await {
             Ok(keys) => *self.keys.write().await = keys,
-            Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed"),
+            Err(e) => {
+                tracing::warn!(url = %crate::config::redact_url(&self.url), error = %e, "JWKS fetch failed")
+            }
         }
         self.keys.read().await.get(kid).cloned()
     }

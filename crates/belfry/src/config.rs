@@ -175,6 +175,11 @@ pub struct HttpConfig {
     pub cors_allowed_origins: Vec<String>,
     /// How long a browser may cache a CORS preflight answer, in seconds. Default 600.
     pub cors_max_age_secs: u64,
+    /// Most HTTP connections open at once on this node: API requests, WebSocket, SSE and
+    /// long-poll connections, and clients still sending headers or a body, alike. Beyond it a
+    /// new connection is answered `429 rate_limited` and closed. Keep it above
+    /// `ws.max_connections_per_node`. Default 110000.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -184,6 +189,7 @@ impl Default for HttpConfig {
             body_read_timeout_secs: 30,
             cors_allowed_origins: Vec::new(),
             cors_max_age_secs: 600,
+            max_connections: 110_000,
         }
     }
 }
@@ -786,6 +792,11 @@ impl Config {
                 "http.header_read_timeout_secs must be at least 1".into(),
             ));
         }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::Unusable(
+                "http.max_connections must be at least 1".into(),
+            ));
+        }
         if self.http.body_read_timeout_secs == 0 {
             return Err(ConfigError::Unusable(
                 "http.body_read_timeout_secs must be at least 1".into(),
@@ -871,11 +882,24 @@ impl Config {
     }
 }
 
+/// Creates `dir` and its missing parents, owner-only (0700) on Unix; an existing directory
+/// keeps its mode. The data directory holds the secrets file and the SQLite database.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 fn write_private(path: &Path, secrets: &DevSecrets) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let fresh = !dir.exists();
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         // The folder usually lands inside the user's project: keep its secrets (and the SQLite
         // files beside them) out of version control.
         if fresh {
@@ -1094,6 +1118,13 @@ mod tests {
         let mut a = Config::default();
         a.auth.secrets_file = dir.path().join("s/secrets.toml");
         assert!(a.ensure_dev_secrets().unwrap());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir.path().join("s")), 0o700, "the data directory");
+            assert_eq!(mode(&a.auth.secrets_file), 0o600);
+        }
         let mut b = Config::default();
         b.auth.secrets_file = a.auth.secrets_file.clone();
         b.ensure_dev_secrets().unwrap();

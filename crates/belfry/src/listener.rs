@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,17 +23,27 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::map_request_body::MapRequestBody;
+
+/// The answer of a connection over `http.max_connections`, in the JSON error body.
+const TOO_MANY_CONNECTIONS: &str = "HTTP/1.1 429 Too Many Requests\r\n\
+    content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\
+    content-length: 92\r\n\r\n\
+    {\"error\":{\"code\":\"rate_limited\",\"message\":\"too many connections to this node; retry later\"}}";
 
 /// Pause after an accept error that is not about one connection (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How the accepted connections are served.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub struct Limits {
+    /// Most connections open at once (API requests, WebSocket and SSE streams, and clients still
+    /// sending headers or a body alike); beyond it a connection is answered 429 and closed.
+    pub max_connections: usize,
     /// Longest wait for a request's complete headers (also the keep-alive idle time).
     pub header_read: Duration,
     /// Longest wait, from a request's headers, for its complete body.
@@ -43,14 +54,10 @@ pub struct Timeouts {
 
 /// Serves `router` on `listener` until `stop` is cancelled; then stops accepting, lets every
 /// connection finish its in-flight request (idle keep-alive connections close at once) and
-/// waits for them up to `timeouts.drain`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    timeouts: Timeouts,
-    stop: CancellationToken,
-) {
+/// waits for them up to `limits.drain`.
+pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: CancellationToken) {
     let connections = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -68,17 +75,24 @@ pub async fn serve(
                 }
             }
         };
-        let body_read = timeouts.body_read;
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Best effort: the socket is fresh, so the answer fits its send buffer.
+            let _ = stream.try_write(TOO_MANY_CONNECTIONS.as_bytes());
+            tracing::debug!("http connection refused: at http.max_connections");
+            continue;
+        };
+        let body_read = limits.body_read;
         let service = TowerToHyperService::new(MapRequestBody::new(
             router.clone(),
             move |body: Incoming| DeadlineBody::new(body, Instant::now() + body_read),
         ));
         let stop = stop.clone();
         connections.spawn(async move {
+            let _slot = slot;
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(timeouts.header_read);
+                .header_read_timeout(limits.header_read);
             let conn = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
@@ -98,7 +112,7 @@ pub async fn serve(
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(timeouts.drain, connections.wait())
+    if tokio::time::timeout(limits.drain, connections.wait())
         .await
         .is_err()
     {
@@ -169,5 +183,25 @@ impl Body for DeadlineBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_refusal_is_a_complete_http_answer_with_the_json_error_body() {
+        let (head, body) = super::TOO_MANY_CONNECTIONS.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            body["error"]["code"],
+            crate::protocol::ErrorCode::RateLimited.as_str()
+        );
     }
 }

@@ -56,6 +56,7 @@ fn respond(inserted: Inserted) -> NotifyResponse {
     request_body = NotifyRequest,
     security(("api_key" = [])),
     responses(
+        (status = 408, description = "Body not received within http.body_read_timeout_secs", body = super::error::ErrorBody),
         (status = 201, description = "Stored", body = NotifyResponse),
         (status = 200, description = "Idempotent replay of an earlier request", body = NotifyResponse),
         (status = 400, description = "Malformed body", body = super::error::ErrorBody),
@@ -106,6 +107,7 @@ pub async fn notify(
     request_body = BatchRequest,
     security(("api_key" = [])),
     responses(
+        (status = 408, description = "Body not received within http.body_read_timeout_secs", body = super::error::ErrorBody),
         (status = 201, description = "Stored", body = BatchResponse),
         (status = 400, description = "Malformed body", body = super::error::ErrorBody),
         (status = 401, description = "Bad API key", body = super::error::ErrorBody),
@@ -182,6 +184,7 @@ pub struct RoomMessageRequest {
     request_body = RoomMessageRequest,
     security(("api_key" = [])),
     responses(
+        (status = 408, description = "Body not received within http.body_read_timeout_secs", body = super::error::ErrorBody),
         (status = 202, description = "Sent to the members connected now (rooms keep no history)"),
         (status = 400, description = "Malformed body", body = super::error::ErrorBody),
         (status = 401, description = "Bad API key", body = super::error::ErrorBody),

@@ -220,7 +220,7 @@ async fn change(
 /// Mark notifications read.
 #[utoipa::path(post, path = "/v1/me/notifications/read", tag = "inbox", request_body = Ids,
     security(("user_jwt" = [])),
-    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 408, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -232,7 +232,7 @@ pub async fn read(
 /// Mark notifications unread.
 #[utoipa::path(post, path = "/v1/me/notifications/unread", tag = "inbox", request_body = Ids,
     security(("user_jwt" = [])),
-    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 408, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn unread(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -244,7 +244,7 @@ pub async fn unread(
 /// Mark notifications seen.
 #[utoipa::path(post, path = "/v1/me/notifications/seen", tag = "inbox", request_body = Ids,
     security(("user_jwt" = [])),
-    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 408, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn seen(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -256,7 +256,7 @@ pub async fn seen(
 /// Archive notifications.
 #[utoipa::path(post, path = "/v1/me/notifications/archive", tag = "inbox", request_body = Ids,
     security(("user_jwt" = [])),
-    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Changed), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 408, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn archive(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -55,6 +55,7 @@ pub async fn mine(
     request_body = PreferencesInput,
     security(("user_jwt" = [])),
     responses(
+        (status = 408, description = "Body not received within http.body_read_timeout_secs", body = super::error::ErrorBody),
         (status = 200, body = Preferences),
         (status = 400, body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
@@ -98,6 +99,7 @@ pub async fn of_user(
     request_body = PreferencesInput,
     security(("api_key" = [])),
     responses(
+        (status = 408, description = "Body not received within http.body_read_timeout_secs", body = super::error::ErrorBody),
         (status = 200, body = Preferences),
         (status = 400, body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),

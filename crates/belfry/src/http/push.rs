@@ -59,6 +59,7 @@ pub async fn vapid_public_key(
     request_body = PushSubscription,
     security(("user_jwt" = [])),
     responses(
+        (status = 408, description = "Body not received within http.body_read_timeout_secs", body = super::error::ErrorBody),
         (status = 201, description = "Saved"),
         (status = 400, body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
@@ -98,6 +99,7 @@ pub struct Unsubscribe {
     request_body = Unsubscribe,
     security(("user_jwt" = [])),
     responses(
+        (status = 408, description = "Body not received within http.body_read_timeout_secs", body = super::error::ErrorBody),
         (status = 204, description = "Removed"),
         (status = 400, body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),

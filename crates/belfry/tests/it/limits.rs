@@ -351,3 +351,33 @@ async fn a_request_body_that_never_arrives_or_trickles_is_answered_408_at_the_bo
     let (_, answer) = send_body_slowly(&addr(&app), &head, None).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test]
+async fn connections_over_the_http_connection_limit_are_refused_with_429_until_one_closes() {
+    let app = spawn_app_with(|c| c.http.max_connections = 2).await;
+    // Two clients that send nothing (or would send a body never) hold the two slots; the
+    // server accepts in order, so both are counted before a third is accepted.
+    let first = TcpStream::connect(addr(&app)).await.unwrap();
+    let _second = TcpStream::connect(addr(&app)).await.unwrap();
+    let mut third = TcpStream::connect(addr(&app)).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, third.read_to_end(&mut answer))
+        .await
+        .expect("a connection over the limit was kept open")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains(r#""code":"rate_limited""#), "{answer}");
+
+    drop(first);
+    let client = reqwest::Client::new();
+    wait_until("a slot frees when a connection closes", || async {
+        let response = client
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+}

@@ -328,7 +328,7 @@ impl Jwks {
         match self.fetch().await {
             Ok(keys) => *self.keys.write().await = keys,
             Err(e) => {
-                tracing::warn!(url = %crate::config::redact_url(&self.url), error = %e, "JWKS fetch failed")
+                tracing::warn!(url = %crate::config::redact_url(&self.url), error = %e.without_url(), "JWKS fetch failed")
             }
         }
         self.keys.read().await.get(kid).cloned()

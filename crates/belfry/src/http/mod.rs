@@ -51,7 +51,9 @@ pub fn router(state: AppState) -> Router {
             post(push::subscribe).delete(push::unsubscribe),
         )
         .route("/v1/sse", get(live::sse))
-        .route("/v1/poll", get(live::poll));
+        .route("/v1/poll", get(live::poll))
+        // Before the CORS layer, so that a preflight (OPTIONS) reaches it.
+        .method_not_allowed_fallback(method_not_allowed);
     let client = match cors::layer(&state.config.http) {
         Some(cors) => client.layer(cors),
         None => client,
@@ -78,12 +80,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route("/v1/ws/echo", get(conformance::echo));
     }
     // Last: it applies to the routes registered before it.
-    router = router.method_not_allowed_fallback(|| async {
-        ApiError::new(
-            crate::protocol::ErrorCode::MethodNotAllowed,
-            "method not allowed on this route",
-        )
-    });
+    router = router.method_not_allowed_fallback(method_not_allowed);
     let router = router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
@@ -92,6 +89,14 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state);
     with_security_headers(router)
+}
+
+/// A method the route does not serve: the JSON error body (axum keeps the `Allow` header).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        crate::protocol::ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }
 
 /// Headers for browsers on every answer (unless a route set its own): no MIME sniffing, no

@@ -124,6 +124,7 @@ impl Hub {
             });
             if entry.conns.len() >= self.max_per_user {
                 let held = entry.conns.len();
+                // With a limit of 0 the entry was just made for this refusal: leave none.
                 if held == 0 {
                     shard.remove(user);
                 }

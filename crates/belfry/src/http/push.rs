@@ -104,6 +104,7 @@ pub struct Unsubscribe {
         (status = 400, body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody),
         (status = 404, body = super::error::ErrorBody),
+        (status = 422, description = "The endpoint is not a valid push endpoint (control characters, too long)", body = super::error::ErrorBody),
     ))]
 pub async fn unsubscribe(
     State(state): State<AppState>,

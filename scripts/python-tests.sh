@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python package's checks (clients/python): ruff, mypy --strict, pytest against a real
-# `belfry serve` (target/debug/belfry, built here), and an sdist + wheel built with `python -m build`.
+# `belfry serve` (target/debug/belfry, built here; BELFRY_CARGO_PROFILE picks another profile),
+# and an sdist + wheel built with `python -m build`.
 #
 # The virtualenv lives outside the repo, in ~/.cache/belfry/python-venv (BELFRY_PYTHON_VENV), and
 # is reinstalled only when clients/python/pyproject.toml changes. Extra arguments go to pytest.
@@ -35,8 +36,13 @@ if ! [ -x "$venv/bin/python" ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$
   echo "$want" >"$stamp"
 fi
 
-cargo build --locked --bin belfry
-export BELFRY_BIN="$repo/target/debug/belfry"
+# BELFRY_CARGO_PROFILE (default dev; test.sh sets ci): the cargo profile belfry is built with.
+profile=${BELFRY_CARGO_PROFILE:-dev}
+profile_dir=$profile
+[ "$profile" = dev ] && profile_dir=debug
+cargo build --locked --profile "$profile" --bin belfry
+BELFRY_BIN=$(realpath -m "${CARGO_TARGET_DIR:-target}")/$profile_dir/belfry
+export BELFRY_BIN
 
 cd "$package"
 echo "python-tests: ruff"

@@ -2,7 +2,8 @@
 # Installs everything Belfry's build and tests need on a fresh Debian machine, idempotently:
 # Debian packages (chromium for the browser tests, redis-server, nats-server, postgresql),
 # cargo-nextest, tansu (a Kafka-API broker), cargo-deny and cargo-fuzz, the npm packages of
-# clients/js, demo and e2e, and the Python tools. Safe to run again: each step is skipped when
+# clients/js, demo and e2e, and the Python tools (the Web Push receiver's packages, the hardening
+# suites' and the Python package's virtualenvs). Safe to run again: each step is skipped when
 # its result is already there.
 #
 #   scripts/install-deps.sh                         everything
@@ -170,6 +171,8 @@ install_rest() {
   install_push_receiver_py &
   pids+=($!)
   install_hardening_venv &
+  pids+=($!)
+  scripts/python-tests.sh --install-only &
   pids+=($!)
   for dir in clients/js demo e2e; do
     npm_install "$dir" &

@@ -10,7 +10,7 @@
 #                                                 the background, ahead of the run)
 #
 # Environment: FUZZ_SECS (seconds per fuzz target), FUZZ_SANITIZER (address or none), SOAK_SECS
-# and SCHEMATHESIS_EXAMPLES override the defaults; BELFRY_CARGO_PROFILE (default dev; test.sh
+# and SCHEMATHESIS_EXAMPLES override the defaults; CI_CARGO_PROFILE (default dev; test.sh
 # sets ci) is the cargo profile the servers are built with. Reports go to target/hardening/.
 # Servers run on free loopback ports and are stopped by their PID when the script ends.
 set -euo pipefail
@@ -44,7 +44,7 @@ fi
 
 OUT=target/hardening
 mkdir -p "$OUT"
-profile=${BELFRY_CARGO_PROFILE:-dev}
+profile=${CI_CARGO_PROFILE:-dev}
 profile_dir=$profile
 [ "$profile" = dev ] && profile_dir=debug
 BIN=$(realpath -m "${CARGO_TARGET_DIR:-target}")/$profile_dir

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python package's checks (clients/python): ruff, mypy --strict, pytest against a real
-# `belfry serve` (target/debug/belfry, built here; BELFRY_CARGO_PROFILE picks another profile),
+# `belfry serve` (target/debug/belfry, built here; CI_CARGO_PROFILE picks another profile),
 # and an sdist + wheel built with `python -m build`.
 #
 # The virtualenv lives outside the repo, in ~/.cache/belfry/python-venv-<checkout's hash>
@@ -41,8 +41,8 @@ fi
 # `--install-only`: just the virtualenv (scripts/install-deps.sh makes it with the other installs).
 [ "${1:-}" = --install-only ] && exit 0
 
-# BELFRY_CARGO_PROFILE (default dev; test.sh sets ci): the cargo profile belfry is built with.
-profile=${BELFRY_CARGO_PROFILE:-dev}
+# CI_CARGO_PROFILE (default dev; test.sh sets ci): the cargo profile belfry is built with.
+profile=${CI_CARGO_PROFILE:-dev}
 profile_dir=$profile
 [ "$profile" = dev ] && profile_dir=debug
 cargo build --locked --profile "$profile" --bin belfry

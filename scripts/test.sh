@@ -24,9 +24,10 @@ if [ -n "${CI:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
     flock 9
   fi
 fi
-export BELFRY_CARGO_PROFILE=ci
+# The scripts below build with it too. (Not a BELFRY_ variable: the server reads every one of those
+# as configuration, and the tests' servers inherit this environment.)
+export CI_CARGO_PROFILE=ci
 bin=$(realpath -m "${CARGO_TARGET_DIR:-target}")/ci
-export BELFRY_BIN=$bin/belfry
 cargo_ci=(--locked --profile ci)
 
 # Background jobs at low priority, each in its own process group (stopped if this script ends
@@ -118,7 +119,7 @@ BELFRY_TEST_DATABASE_URL=${BELFRY_TEST_DATABASE_URL:-postgres://postgres@127.0.0
 if [ -f e2e/package.json ]; then
   step "browser end-to-end tests"
   cargo build "${cargo_ci[@]}" --bin belfry
-  (cd e2e && npm test --silent)
+  (cd e2e && BELFRY_BIN=$bin/belfry npm test --silent)
 fi
 
 # Kafka ingestion is a cargo feature (it links librdkafka, built from source once: ~40 s);

@@ -6,21 +6,26 @@
 #   scripts/hardening.sh              every suite at full length (~15 min plus builds)
 #   scripts/hardening.sh --quick      the CI subset (~3 min plus builds): short fuzz and soak runs
 #   scripts/hardening.sh [--quick] deny fuzz autobahn schemathesis soak   only the named suites
+#   scripts/hardening.sh [--quick] --build-fuzz   only build the fuzz targets (test.sh does it in
+#                                                 the background, ahead of the run)
 #
 # Environment: FUZZ_SECS (seconds per fuzz target), FUZZ_SANITIZER (address or none), SOAK_SECS
-# and SCHEMATHESIS_EXAMPLES override the defaults. Reports go to target/hardening/. Servers run
-# on free loopback ports and are stopped by their PID when the script ends.
+# and SCHEMATHESIS_EXAMPLES override the defaults; CI_CARGO_PROFILE (default dev; test.sh
+# sets ci) is the cargo profile the servers are built with. Reports go to target/hardening/.
+# Servers run on free loopback ports and are stopped by their PID when the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
+build_fuzz_only=0
 suites=()
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
+    --build-fuzz) build_fuzz_only=1 ;;
     deny | fuzz | autobahn | schemathesis | soak) suites+=("$arg") ;;
     *)
-      echo "usage: $0 [--quick] [deny|fuzz|autobahn|schemathesis|soak]..." >&2
+      echo "usage: $0 [--quick] [--build-fuzz | deny|fuzz|autobahn|schemathesis|soak...]" >&2
       exit 2
       ;;
   esac
@@ -39,8 +44,33 @@ fi
 
 OUT=target/hardening
 mkdir -p "$OUT"
+profile=${CI_CARGO_PROFILE:-dev}
+profile_dir=$profile
+[ "$profile" = dev ] && profile_dir=debug
+BIN=$(realpath -m "${CARGO_TARGET_DIR:-target}")/$profile_dir
 step() { printf '\n\033[1;35m==> hardening: %s\033[0m\n' "$*"; }
 note() { printf '\033[1m[hardening]\033[0m %s\n' "$*"; }
+
+# The fuzz build (every dependency, instrumented) is kept outside the work tree, so a fresh clone
+# on the same machine (CI's) only rebuilds Belfry itself.
+FUZZ_TARGET=${BELFRY_FUZZ_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}/belfry/fuzz-target}
+# cargo fuzz needs nightly flags (-Zsanitizer, -Cpasses=sancov): RUSTC_BOOTSTRAP=1 allows them on
+# the one stable toolchain. The quick run skips AddressSanitizer (the fuzzed code is safe Rust;
+# ASan would only slow the build and the run); the full run keeps it.
+if ((quick)); then
+  sanitizer=${FUZZ_SANITIZER:-none}
+else
+  sanitizer=${FUZZ_SANITIZER:-address}
+fi
+build_fuzz() {
+  step "cargo fuzz: build (sanitizer $sanitizer)"
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer "$sanitizer" \
+    --target-dir "$FUZZ_TARGET-$sanitizer")
+}
+if ((build_fuzz_only)); then
+  build_fuzz
+  exit 0
+fi
 
 scripts/install-deps.sh --hardening
 VENV=$(scripts/install-deps.sh --print-hardening-venv)
@@ -59,7 +89,7 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_server NAME EXTRA_TOML: a fresh `belfry serve` (debug build) in $OUT/NAME; sets BASE and
+# start_server NAME EXTRA_TOML: a fresh `belfry serve` (the $profile build) in $OUT/NAME; sets BASE and
 # SERVER_PID once /readyz answers.
 start_server() {
   local name=$1 extra=$2 dir port
@@ -79,7 +109,7 @@ sqlite_synchronous = "normal"
 filter = "warn"
 $extra
 EOF
-  target/debug/belfry --config "$dir/belfry.toml" serve >"$dir/server.log" 2>&1 &
+  "$BIN/belfry" --config "$dir/belfry.toml" serve >"$dir/server.log" 2>&1 &
   SERVER_PID=$!
   server_pids+=("$SERVER_PID")
   BASE="http://127.0.0.1:$port"
@@ -111,8 +141,8 @@ for suite in "${suites[@]}"; do
   case "$suite" in autobahn | schemathesis | soak) needs_server=1 ;; esac
 done
 if ((needs_server)); then
-  step "build belfry and belfry-bench (debug)"
-  cargo build --locked --bin belfry --bin belfry-bench
+  step "build belfry and belfry-bench ($profile profile)"
+  cargo build --locked --profile "$profile" --bin belfry --bin belfry-bench
 fi
 
 run_deny() {
@@ -120,18 +150,8 @@ run_deny() {
   cargo deny --locked check --show-stats bans licenses sources
 }
 
-# The fuzz build (every dependency, instrumented) is kept outside the work tree, so a fresh clone
-# on the same machine (CI's) only rebuilds Belfry itself.
-FUZZ_TARGET=${BELFRY_FUZZ_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}/belfry/fuzz-target}
-
 run_fuzz() {
-  # cargo fuzz needs nightly flags (-Zsanitizer, -Cpasses=sancov): RUSTC_BOOTSTRAP=1 allows them
-  # on the one stable toolchain. The quick run skips AddressSanitizer (the fuzzed code is safe
-  # Rust; ASan would only slow the build and the run); the full run keeps it.
-  local sanitizer=${FUZZ_SANITIZER:-address}
-  ((quick)) && sanitizer=${FUZZ_SANITIZER:-none}
-  step "cargo fuzz: build (sanitizer $sanitizer)"
-  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer "$sanitizer" --target-dir "$FUZZ_TARGET-$sanitizer")
+  build_fuzz
   local target bin
   for target in client_frame notify_request; do
     step "cargo fuzz run $target for ${FUZZ_SECS}s"
@@ -187,7 +207,7 @@ run_schemathesis() {
 default_timeout_secs = 0
 max_timeout_secs = 1"
   local token
-  token=$(target/debug/belfry --config "$OUT/schemathesis/belfry.toml" token --user schemathesis --ttl 86400)
+  token=$("$BIN/belfry" --config "$OUT/schemathesis/belfry.toml" token --user schemathesis --ttl 86400)
   local -a common=(run "$BASE/openapi.json" --checks all
     # Refusing a schema-valid request and accepting a lenient one are findings about the
     # schema's precision, recorded by the full run; they are not failures of the server.
@@ -219,7 +239,7 @@ max_timeout_secs = 1"
 
 run_soak() {
   step "soak: ${SOAK_SECS}s of connect/publish/disconnect churn"
-  target/debug/belfry-bench --server-bin target/debug/belfry --no-progress \
+  "$BIN/belfry-bench" --server-bin "$BIN/belfry" --no-progress \
     soak --duration "$SOAK_SECS" --users 100 --per-user 5 | tee "$OUT/soak.log"
 }
 

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The Python package's checks (clients/python): ruff, mypy --strict, pytest against a real
-# `belfry serve` (target/debug/belfry, built here), and an sdist + wheel built with `python -m build`.
+# `belfry serve` (target/debug/belfry, built here; CI_CARGO_PROFILE picks another profile),
+# and an sdist + wheel built with `python -m build`.
 #
-# The virtualenv lives outside the repo, in ~/.cache/belfry/python-venv (BELFRY_PYTHON_VENV), and
-# is reinstalled only when clients/python/pyproject.toml changes. Extra arguments go to pytest.
+# The virtualenv lives outside the repo, in ~/.cache/belfry/python-venv-<checkout's hash>
+# (BELFRY_PYTHON_VENV), and is reinstalled only when clients/python/pyproject.toml changes
+# (`--install-only`: only that).
+# Extra arguments go to pytest.
 # pytest runs on SQLite, then again on PostgreSQL when BELFRY_TEST_DATABASE_URL names a server
 # (each test server gets a fresh database there, dropped afterwards; needs the `psql` client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 package="$repo/clients/python"
-venv=${BELFRY_PYTHON_VENV:-$HOME/.cache/belfry/python-venv}
+# One per checkout (the package is installed editable, from this checkout's source).
+venv=${BELFRY_PYTHON_VENV:-$HOME/.cache/belfry/python-venv-$(printf %s "$repo" | sha256sum | cut -c1-12)}
 
 python=${PYTHON:-}
 if [ -z "$python" ]; then
@@ -34,9 +38,16 @@ if ! [ -x "$venv/bin/python" ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$package[test]"
   echo "$want" >"$stamp"
 fi
+# `--install-only`: just the virtualenv (scripts/install-deps.sh makes it with the other installs).
+[ "${1:-}" = --install-only ] && exit 0
 
-cargo build --locked --bin belfry
-export BELFRY_BIN="$repo/target/debug/belfry"
+# CI_CARGO_PROFILE (default dev; test.sh sets ci): the cargo profile belfry is built with.
+profile=${CI_CARGO_PROFILE:-dev}
+profile_dir=$profile
+[ "$profile" = dev ] && profile_dir=debug
+cargo build --locked --profile "$profile" --bin belfry
+BELFRY_BIN=$(realpath -m "${CARGO_TARGET_DIR:-target}")/$profile_dir/belfry
+export BELFRY_BIN
 
 cd "$package"
 echo "python-tests: ruff"

@@ -66,8 +66,14 @@ export class Belfry {
         ].join("\n"),
       );
     }
+    // The server reads every BELFRY_* variable as configuration and refuses unknown ones (such as
+    // BELFRY_BIN): it gets the environment without them, its settings from the file.
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([name]) => !name.startsWith("BELFRY_")),
+    );
     this.child = spawn(BIN, ["--config", this.configFile, "demo"], {
       stdio: ["ignore", "pipe", "pipe"],
+      env,
     });
     this.child.stdout.on("data", (d) => (this.log += d));
     this.child.stderr.on("data", (d) => (this.log += d));

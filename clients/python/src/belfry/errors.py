@@ -83,6 +83,18 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class MethodNotAllowed(ApiError):
+    """The route does not serve this HTTP method (405)."""
+
+    code = "method_not_allowed"
+
+
+class RequestTimeout(ApiError):
+    """The request's body did not arrive within the server's body read timeout (408)."""
+
+    code = "request_timeout"
+
+
 class PayloadTooLarge(ApiError):
     """A body or message over the server's limit (413)."""
 
@@ -135,6 +147,8 @@ ERROR_CODES: dict[str, type[ApiError]] = {
         Forbidden,
         NotFound,
         Conflict,
+        MethodNotAllowed,
+        RequestTimeout,
         PayloadTooLarge,
         RateLimited,
         LimitExceeded,

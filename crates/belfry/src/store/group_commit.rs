@@ -84,10 +84,12 @@ pub(super) struct GroupCommit {
 impl GroupCommit {
     /// Starts `writers` tasks. Each takes what is queued, up to `max_rows` notifications, and
     /// hands the batches to `commit`, which returns one [`Outcome`] per batch in order, or a
-    /// database error that fails the whole group.
+    /// database error that failed the whole group. A failure that is not the database's health
+    /// (a value it refused, a bug it hit) is retried batch by batch, so that only the batch at
+    /// fault fails.
     pub(super) fn start<C, F>(writers: usize, max_rows: usize, commit: C) -> Self
     where
-        C: Fn(Vec<Vec<NewNotification>>) -> F + Send + Sync + 'static,
+        C: Fn(Arc<[Vec<NewNotification>]>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Vec<Outcome>, sqlx::Error>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel::<Job>(1024);
@@ -140,24 +142,41 @@ impl GroupCommit {
 /// Runs until the queue is closed and empty.
 async fn run_writer<C, F>(queue: Queue, commit: Arc<C>, max_rows: usize)
 where
-    C: Fn(Vec<Vec<NewNotification>>) -> F,
+    C: Fn(Arc<[Vec<NewNotification>]>) -> F,
     F: Future<Output = Result<Vec<Outcome>, sqlx::Error>>,
 {
     while let Some(group) = next_group(&queue, max_rows).await {
         let (batches, replies): (Vec<_>, Vec<_>) =
             group.into_iter().map(|job| (job.batch, job.reply)).unzip();
-        match commit(batches).await {
+        let batches: Arc<[Vec<NewNotification>]> = batches.into();
+        let e = match commit(Arc::clone(&batches)).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
+                continue;
             }
-            Err(e) => {
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::classify(Arc::clone(&e))));
-                }
+            Err(e) => Arc::new(e),
+        };
+        let healthy = !matches!(
+            StoreError::classify(Arc::clone(&e)),
+            StoreError::Unavailable(_)
+        );
+        if healthy && batches.len() > 1 {
+            // One batch's value (or a bug one batch hit) must not fail the others it was
+            // grouped with: each is committed alone.
+            for (batch, reply) in batches.iter().zip(replies) {
+                let alone: Arc<[Vec<NewNotification>]> = Arc::from(vec![batch.clone()]);
+                let outcome = match commit(alone).await {
+                    Ok(mut outcomes) => outcomes.pop().unwrap_or(Err(StoreError::Closed)),
+                    Err(e) => Err(StoreError::from(e)),
+                };
+                let _ = reply.send(outcome);
             }
+            continue;
+        }
+        for reply in replies {
+            let _ = reply.send(Err(StoreError::classify(Arc::clone(&e))));
         }
     }
 }
@@ -204,4 +223,96 @@ where
     plan.write(&mut *tx).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MutedAction, NotificationType};
+
+    /// A database error that is the request's or the code's fault, not the database's health
+    /// (a constraint the batch broke).
+    #[derive(Debug)]
+    struct Refused(&'static str);
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "refused ({})", self.0)
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    impl sqlx::error::DatabaseError for Refused {
+        fn message(&self) -> &str {
+            "check constraint violated"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::CheckViolation
+        }
+    }
+
+    fn batch(user: &str) -> Vec<NewNotification> {
+        vec![NewNotification {
+            recipients: vec![UserId::parse(user).unwrap()],
+            kind: NotificationType::parse("t").unwrap(),
+            data: serde_json::json!({}),
+            group_key: None,
+            actor: None,
+            idempotency_key: None,
+            expires_at: None,
+            muted: Default::default(),
+            muted_action: MutedAction::Store,
+        }]
+    }
+
+    /// A group holding one batch the database refuses fails that batch only; one that finds the
+    /// database unreachable fails them all.
+    #[tokio::test]
+    async fn only_the_batch_whose_value_is_refused_fails_its_group() {
+        let commit = |batches: Arc<[Vec<NewNotification>]>| async move {
+            let users = || batches.iter().flatten().flat_map(|n| n.recipients.iter());
+            if users().any(|u| u.as_str() == "down") {
+                return Err(sqlx::Error::PoolTimedOut);
+            }
+            if users().any(|u| u.as_str() == "bad") {
+                return Err(sqlx::Error::Database(Box::new(Refused("23514"))));
+            }
+            Ok(batches.iter().map(|_| Ok(Vec::new())).collect())
+        };
+        let writer = Arc::new(GroupCommit::start(1, 1000, commit));
+        for (bad, expect_good) in [("bad", true), ("down", false)] {
+            // Queued together before the writer runs, so they share one group.
+            let jobs: Vec<_> = ["good1", bad, "good2"]
+                .into_iter()
+                .map(|user| {
+                    let writer = Arc::clone(&writer);
+                    tokio::spawn(async move { writer.submit(batch(user)).await })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for job in jobs {
+                results.push(job.await.unwrap());
+            }
+            assert_eq!(results[0].is_ok(), expect_good, "{results:?}");
+            assert_eq!(results[2].is_ok(), expect_good, "{results:?}");
+            match (bad, &results[1]) {
+                ("bad", Err(StoreError::Bug(_))) | ("down", Err(StoreError::Unavailable(_))) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        writer.close().await;
+    }
 }

@@ -85,7 +85,7 @@ impl PositionCheck {
     }
 
     /// The users whose sent position is behind the store's, with the store's.
-    pub async fn behind(&self) -> Result<Vec<(UserId, Position)>, crate::store::StoreError> {
+    async fn behind(&self) -> Result<Vec<(UserId, Position)>, crate::store::StoreError> {
         let sent = self.hub.sent_positions();
         let mut behind = Vec::new();
         for chunk in sent.chunks(READ_CHUNK) {
@@ -104,7 +104,7 @@ impl PositionCheck {
     }
 
     /// Resyncs those of `behind` that are still behind; returns how many.
-    pub fn resync_still_behind(&self, behind: &[(UserId, Position)]) -> usize {
+    fn resync_still_behind(&self, behind: &[(UserId, Position)]) -> usize {
         let mut resynced = 0;
         for (user, stored) in behind {
             let still_behind = self

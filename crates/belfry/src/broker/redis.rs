@@ -195,15 +195,11 @@ async fn run_publisher(mut p: Publisher) {
     let mut batch = Vec::with_capacity(PIPELINE);
     loop {
         // With repairs pending, try again after the backoff even when nothing new is queued.
-        let retry = tokio::time::sleep(if p.repairs.is_empty() {
-            Duration::from_secs(3600)
-        } else {
-            delay
-        });
+        let repairing = !p.repairs.is_empty();
         tokio::select! {
             () = p.shutdown.cancelled() => return,
             received = p.queue.recv_many(&mut batch, PIPELINE) => if received == 0 { return },
-            () = retry => {}
+            () = tokio::time::sleep(delay), if repairing => {}
         }
         if connection.is_none() {
             match p.client.get_multiplexed_async_connection().await {

